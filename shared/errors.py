@@ -1,0 +1,112 @@
+"""One base exception, one subclass per subsystem.
+
+Foreign errors (boto3, anthropic, pydantic) are wrapped with ``raise ... from exc`` at the
+boundary where they are caught, so callers only ever handle ``SwitchyardError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SwitchyardError(Exception):
+    """Base of every error Switchyard raises on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(SwitchyardError):
+    code = "config_error"
+
+
+class AgentError(SwitchyardError):
+    """Bad agent or tool definition, or an unknown agent name."""
+
+    code = "agent_error"
+
+
+class UnknownAgentError(AgentError):
+    code = "unknown_agent"
+
+
+class ToolInputError(AgentError):
+    """The model sent a tool input that does not validate against the tool's model."""
+
+    code = "tool_input_invalid"
+
+
+class ProviderError(SwitchyardError):
+    """A model provider failed after its own retries."""
+
+    code = "provider_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message, details={"status": status} if status is not None else None)
+        self.status = status
+        self.retryable = retryable
+
+
+class ProviderRateLimitedError(ProviderError):
+    code = "provider_rate_limited"
+
+
+class ProviderOverloadedError(ProviderError):
+    code = "provider_overloaded"
+
+
+class JournalError(SwitchyardError):
+    """Storage failure of the step journal."""
+
+    code = "journal_error"
+
+
+class RunNotFoundError(JournalError):
+    code = "run_not_found"
+
+
+class RunExistsError(JournalError):
+    code = "run_exists"
+
+
+class RunStateConflictError(JournalError):
+    """A conditional update expected the run in another status (it moved on meanwhile)."""
+
+    code = "invalid_state"
+
+
+class JournalConflictError(JournalError):
+    """A conditional append lost: another writer already journaled that sequence number.
+
+    The writer that gets this has been fenced off and must stop working on the run.
+    """
+
+    code = "journal_conflict"
+
+
+class LeaseError(JournalError):
+    code = "lease_error"
+
+
+class LeaseHeldError(LeaseError):
+    """Another owner holds an unexpired lease on the run."""
+
+    code = "lease_held"
+
+
+class LeaseLostError(LeaseError):
+    """Our lease expired and another owner took the run (fencing counter moved on)."""
+
+    code = "lease_lost"
+
+
+class RuntimeStateError(SwitchyardError):
+    """The run is in a state that does not allow the requested action."""
+
+    code = "invalid_state"

@@ -1,0 +1,574 @@
+"""The durable agent loop.
+
+One step = one model call plus the tool calls it asks for. Each model response is journaled
+as soon as it arrives (so a journaled model call is never repeated, and the tool_use ids, hence
+the idempotency keys, are fixed before any tool runs). Tool results ride along with the next
+model response in the same write, which keeps writes at about one per step; they are journaled
+on their own at once when re-running them would be costly: a side-effecting tool, a slow batch,
+or the run pausing or ending. A tool interrupted before its result is journaled runs again on
+resume with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.agents.definition import Agent, Limits
+from shared.agents.registry import AgentRegistry
+from shared.agents.tools import ToolContext
+from shared.errors import (
+    JournalConflictError,
+    LeaseLostError,
+    ProviderError,
+    ProviderOverloadedError,
+    SwitchyardError,
+)
+from shared.journal.base import Journal, RunPatch
+from shared.models.events import EventType
+from shared.models.journal import JournalRecord, RecordKind, ToolResult
+from shared.models.messages import ModelRequest, ModelResponse
+from shared.models.run import Lease, Run, RunError, RunStatus
+from shared.providers.base import Provider
+from shared.providers.pricing import PriceTable, price_usage
+from shared.runtime.events import EventBuilder, preview
+from shared.runtime.limits import exceeded, timeout_error
+from shared.runtime.redact import Redactor
+from shared.runtime.state import RunState, render_input, replay
+
+logger = logging.getLogger("switchyard.runtime")
+
+HeartbeatHook = Callable[[Lease], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    lease_ttl_s: float = 30.0
+    # Read-only tool results are journaled with the next model response unless the batch took
+    # longer than this: past it, re-running the tools after a crash costs more than a write.
+    flush_tools_after_s: float = 2.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AgentRuntime:
+    """Executes runs against a journal. Any number of runs may execute concurrently."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        provider: Provider,
+        registry: AgentRegistry,
+        *,
+        options: RuntimeOptions | None = None,
+        prices: PriceTable | None = None,
+        owner: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        on_heartbeat: HeartbeatHook | None = None,
+    ) -> None:
+        self.journal = journal
+        self.provider = provider
+        self.registry = registry
+        self.options = options or RuntimeOptions()
+        self.prices = prices or PriceTable()
+        self.owner = owner or f"runtime-{uuid.uuid4().hex[:12]}"
+        self.secrets: Mapping[str, str] = secrets or {}
+        self.on_heartbeat = on_heartbeat
+        self._cancelled: set[str] = set()
+
+    def cancel_local(self, run_id: str) -> None:
+        """Ask an execution in this process to stop at its next step boundary."""
+        self._cancelled.add(run_id)
+
+    def is_cancelled_locally(self, run_id: str) -> bool:
+        return run_id in self._cancelled
+
+    async def execute(self, run_id: str) -> Run:
+        """Run (or resume) ``run_id`` until it finishes or pauses; return the stored run.
+
+        Raises ``LeaseHeldError`` if another worker holds the run, and ``LeaseLostError`` or
+        ``JournalConflictError`` if this runtime was fenced off mid-run (it stops at once).
+        """
+        run = await self.journal.get_run(run_id)
+        if run.status.is_terminal:
+            return run
+        waiting = run.status is RunStatus.AWAITING_APPROVAL and not _has_decision(run)
+        if waiting and not run.cancel_requested:
+            return run
+        agent = self.registry.get(run.agent)
+        patch = RunPatch(status=RunStatus.RUNNING, updated_at=_utcnow())
+        if run.started_at is None:
+            patch = patch.model_copy(update={"started_at": _utcnow()})
+        lease = await self.journal.acquire_lease(
+            run_id, self.owner, self.options.lease_ttl_s, patch=patch
+        )
+        run = run.model_copy(update={"started_at": run.started_at or patch.started_at})
+        return await _Execution(self, agent, run, lease).execute()
+
+
+def _has_decision(run: Run) -> bool:
+    return bool(run.pending_approval and run.pending_approval.get("decision"))
+
+
+class _Paused(Exception):
+    """Internal: the run released its lease to wait for a human."""
+
+
+class _Execution:
+    """One lease-holding pass over one run."""
+
+    def __init__(self, rt: AgentRuntime, agent: Agent, run: Run, lease: Lease) -> None:
+        self.rt = rt
+        self.journal = rt.journal
+        self.agent = agent
+        self.run = run
+        self.lease = lease
+        self.limits: Limits = agent.limits.tightened(run.budget)
+        self.state = RunState()
+        self.messages: list[dict[str, Any]] = []
+        self.unjournaled: list[ToolResult] = []
+        self.cancel_requested = run.cancel_requested
+        self.lease_lost: SwitchyardError | None = None
+        self.started_mono = time.monotonic()
+        self.elapsed_before = (
+            (_utcnow() - run.started_at).total_seconds() if run.started_at else 0.0
+        )
+        self.redactor = Redactor(rt.secrets.values())
+        self.tool_specs = [t.spec() for t in agent.tools]
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def execute(self) -> Run:
+        heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.run.run_id}")
+        try:
+            self.state = replay(await self.journal.records(self.run.run_id))
+            self.messages = self.state.messages(self.run.input)
+            if self.state.finished:
+                return await self._release_finished()
+            await self._append(
+                RecordKind.STARTED,
+                lambda ev: ev.add(
+                    EventType.RUN_STATUS,
+                    status=RunStatus.RUNNING.value,
+                    step=self.state.step,
+                    resumed=self.state.step > 0,
+                    worker=self.rt.owner,
+                ),
+            )
+            await self._apply_approval_decision()
+            return await self._loop()
+        except _Paused:
+            return await self.journal.get_run(self.run.run_id)
+        except (LeaseLostError, JournalConflictError):
+            # Fenced off: another worker owns the run now. Touch nothing and stop.
+            raise
+        except ProviderError as exc:
+            if not exc.retryable:
+                return await self._finish(
+                    RunStatus.FAILED, error=RunError(code=exc.code, message=str(exc))
+                )
+            await self._release_for_retry()
+            raise
+        except BaseException:
+            await self._release_for_retry()
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self) -> None:
+        interval = self.rt.options.lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.lease, stored = await self.journal.renew_lease(
+                    self.lease, self.rt.options.lease_ttl_s
+                )
+            except LeaseLostError as exc:
+                self.lease_lost = exc
+                return
+            self.cancel_requested = self.cancel_requested or stored.cancel_requested
+            if self.rt.on_heartbeat is not None:
+                await self.rt.on_heartbeat(self.lease)
+
+    async def _release_for_retry(self) -> None:
+        """Give the run back unfinished so a redelivery resumes it from the journal."""
+        if self.lease_lost is not None:
+            return
+        with contextlib.suppress(SwitchyardError):
+            await asyncio.shield(
+                self.journal.release_lease(
+                    self.lease, RunPatch(status=RunStatus.QUEUED, updated_at=_utcnow())
+                )
+            )
+
+    async def _release_finished(self) -> Run:
+        s = self.state
+        assert s.status is not None
+        return await self.journal.release_lease(self.lease, self._final_patch(s.status, s.output, s.error))
+
+    def _final_patch(self, status: RunStatus, output: Any, error: RunError | None) -> RunPatch:
+        now = _utcnow()
+        return RunPatch(
+            status=status,
+            output=output,
+            error=error,
+            steps=self.state.step,
+            usage=self.state.usage,
+            pending_approval=None,
+            finished_at=now,
+            updated_at=now,
+        )
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    async def _loop(self) -> Run:
+        try:
+            return await self._steps()
+        except _Timeout:
+            return await self._finish(RunStatus.FAILED, error=timeout_error(self.limits))
+
+    async def _steps(self) -> Run:
+        while True:
+            stop = await self._boundary()
+            if stop is not None:
+                return stop
+            pending = self.state.pending_tool_uses()
+            if pending:
+                await self._run_tools(pending)
+                continue
+            limit = exceeded(
+                self.limits, steps=self.state.step, usage=self.state.usage, elapsed_s=self._elapsed()
+            )
+            if limit is not None:
+                return await self._finish(RunStatus.FAILED, error=limit)
+            response = await self._call_model()
+            done = await self._journal_response(response)
+            if done is not None:
+                return done
+
+    async def _boundary(self) -> Run | None:
+        """Between steps: stop if fenced, cancelled, or past the deadline."""
+        if self.lease_lost is not None:
+            raise self.lease_lost
+        if self.rt.is_cancelled_locally(self.run.run_id):
+            self.cancel_requested = True
+        if not self.cancel_requested:
+            stored = await self.journal.get_run(self.run.run_id)
+            self.cancel_requested = stored.cancel_requested
+        if self.cancel_requested:
+            return await self._finish(
+                RunStatus.CANCELLED,
+                error=RunError(code="cancelled", message="run cancelled on request"),
+            )
+        if self._elapsed() >= self.limits.timeout_s:
+            return await self._finish(RunStatus.FAILED, error=timeout_error(self.limits))
+        return None
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self.started_mono)
+
+    def _remaining(self) -> float:
+        return max(0.0, self.limits.timeout_s - self._elapsed())
+
+    # ---- model -----------------------------------------------------------------------------
+
+    async def _call_model(self) -> ModelResponse:
+        remaining_tokens = self.limits.max_output_tokens - self.state.usage.output_tokens
+        last_error: ProviderError | None = None
+        for model in self.agent.models:
+            request = ModelRequest(
+                model=model,
+                system=self.agent.system,
+                messages=self.messages,
+                tools=self.tool_specs,
+                max_tokens=max(1, min(self.limits.max_tokens_per_call, remaining_tokens)),
+            )
+            try:
+                async with asyncio.timeout(self._remaining()):
+                    return await self.rt.provider.complete(request)
+            except ProviderOverloadedError as exc:
+                # Fall back along the agent's model chain; every step records who served it.
+                last_error = exc
+                logger.warning("model %s overloaded, falling back", model)
+            except TimeoutError:
+                raise _Timeout() from None
+        assert last_error is not None
+        raise last_error
+
+    async def _journal_response(self, response: ModelResponse) -> Run | None:
+        usage = price_usage(response.model, response.usage, self.rt.prices)
+        step = self.state.step + 1
+        uses = response.tool_uses()
+        final = not uses
+        output = response.text() if final else None
+        carried = self.unjournaled
+        total = self.state.usage + usage
+
+        def events(ev: EventBuilder) -> None:
+            ev.tool_results(carried)
+            ev.add(
+                EventType.STEP_COMPLETED,
+                step=step,
+                model=response.model,
+                stop_reason=response.stop_reason,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                cost_usd=usage.cost_usd,
+                total_cost_usd=total.cost_usd,
+                text=preview(response.text()) if response.text() else None,
+            )
+            for use in uses:
+                ev.add(
+                    EventType.TOOL_CALLED,
+                    step=step,
+                    tool_use_id=use["id"],
+                    name=use["name"],
+                    input=preview(use.get("input", {})),
+                )
+            if final:
+                ev.add(EventType.RUN_STATUS, status=RunStatus.SUCCEEDED.value, step=step)
+
+        await self._append(
+            RecordKind.MODEL,
+            events,
+            step=step,
+            model=response.model,
+            response={
+                "id": response.id,
+                "content": response.content,
+                "stop_reason": response.stop_reason,
+            },
+            usage=usage,
+            tool_results=carried,
+            status=RunStatus.SUCCEEDED if final else None,
+            output=output,
+        )
+        self.unjournaled = []
+        self.messages.append({"role": "assistant", "content": response.content})
+        if final:
+            return await self._release_finished()
+        return None
+
+    # ---- tools -----------------------------------------------------------------------------
+
+    async def _run_tools(self, pending: list[dict[str, Any]]) -> None:
+        needs_approval = [
+            u
+            for u in pending
+            if (t := self.agent.tool(u["name"])) is not None
+            and t.requires_approval
+            and u["id"] not in self.state.decisions
+        ]
+        if needs_approval:
+            await self._pause_for_approval(needs_approval)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._remaining()):
+                results = await asyncio.gather(*(self._run_tool(u) for u in pending))
+        except TimeoutError:
+            raise _Timeout() from None
+        elapsed = time.monotonic() - started
+        # Results of earlier flushes stay in state.results; collect this batch in call order.
+        all_uses = [b for b in self.state.last_response["content"] if b.get("type") == "tool_use"]  # type: ignore[index]
+        for result in results:
+            self.state.results[result.tool_use_id] = result
+        self.unjournaled.extend(results)
+        self.messages.append(
+            {
+                "role": "user",
+                "content": [self._result_block(self.state.results[u["id"]]) for u in all_uses],
+            }
+        )
+        costly = any(
+            (t := self.agent.tool(u["name"])) is not None and t.side_effect for u in pending
+        )
+        if costly or elapsed > self.rt.options.flush_tools_after_s:
+            await self._flush_tools()
+
+    @staticmethod
+    def _result_block(result: ToolResult) -> dict[str, Any]:
+        block: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": result.tool_use_id,
+            "content": result.content,
+        }
+        if result.is_error:
+            block["is_error"] = True
+        return block
+
+    async def _flush_tools(self) -> None:
+        carried = self.unjournaled
+        if not carried:
+            return
+        await self._append(
+            RecordKind.TOOLS,
+            lambda ev: ev.tool_results(carried),
+            step=self.state.step,
+            tool_results=carried,
+        )
+        self.unjournaled = []
+
+    async def _run_tool(self, use: dict[str, Any]) -> ToolResult:
+        step = self.state.step
+        key = f"{self.run.run_id}:{step}:{use['id']}"
+        tool = self.agent.tool(use["name"])
+
+        def result(content: str, *, is_error: bool = False) -> ToolResult:
+            return ToolResult(
+                step=step,
+                tool_use_id=use["id"],
+                name=use["name"],
+                content=self.redactor.redact(content),
+                is_error=is_error,
+                idempotency_key=key if tool is not None and tool.side_effect else None,
+            )
+
+        if tool is None:
+            return result(f"Error: no tool named {use['name']!r}", is_error=True)
+        raw_input = use.get("input") or {}
+        decision = self.state.decisions.get(use["id"])
+        if decision is not None:
+            if decision.get("decision") != "approve":
+                comment = decision.get("comment")
+                return result(
+                    "The user rejected this tool call" + (f": {comment}" if comment else "."),
+                    is_error=True,
+                )
+            raw_input = decision.get("edited_input") or raw_input
+        ctx = ToolContext(
+            run_id=self.run.run_id,
+            tenant=self.run.tenant,
+            step=step,
+            tool_use_id=use["id"],
+            idempotency_key=key,
+            _secrets=self.rt.secrets,
+        )
+        try:
+            return result(await tool.invoke(raw_input, ctx))
+        except SwitchyardError as exc:
+            detail = f"{exc.message}: {exc.details}" if exc.details else exc.message
+            return result(f"Error: {detail}", is_error=True)
+        except Exception as exc:
+            # The model sees the failure and may recover; the message is scrubbed of secrets.
+            return result(f"Error: {type(exc).__name__}: {exc}", is_error=True)
+
+    # ---- approval --------------------------------------------------------------------------
+
+    async def _pause_for_approval(self, uses: list[dict[str, Any]]) -> None:
+        await self._flush_tools()
+        calls = [
+            {"tool_use_id": u["id"], "name": u["name"], "input": u.get("input", {})} for u in uses
+        ]
+        ids = [u["id"] for u in uses]
+        if not set(ids) <= self.state.approval_requested:
+
+            def events(ev: EventBuilder) -> None:
+                ev.add(EventType.APPROVAL_REQUESTED, step=self.state.step, calls=calls)
+                ev.add(EventType.RUN_STATUS, status=RunStatus.AWAITING_APPROVAL.value)
+
+            await self._append(
+                RecordKind.APPROVAL, events, step=self.state.step, data={"requested": ids}
+            )
+        await self.journal.release_lease(
+            self.lease,
+            RunPatch(
+                status=RunStatus.AWAITING_APPROVAL,
+                pending_approval={"step": self.state.step, "calls": calls, "decision": None},
+                steps=self.state.step,
+                usage=self.state.usage,
+                updated_at=_utcnow(),
+            ),
+        )
+        raise _Paused()
+
+    async def _apply_approval_decision(self) -> None:
+        pending = self.run.pending_approval
+        if not pending or not pending.get("decision"):
+            return
+        decision = pending["decision"]
+        ids = [c["tool_use_id"] for c in pending["calls"]]
+        decisions = {i: decision for i in ids if i not in self.state.decisions}
+        if decisions:
+
+            def events(ev: EventBuilder) -> None:
+                ev.add(
+                    EventType.APPROVAL_DECIDED,
+                    step=self.state.step,
+                    decision=decision.get("decision"),
+                    comment=decision.get("comment"),
+                    tool_use_ids=list(decisions),
+                )
+
+            await self._append(
+                RecordKind.APPROVAL, events, step=self.state.step, data={"decisions": decisions}
+            )
+        await self.journal.update_run(
+            self.run.run_id, RunPatch(pending_approval=None), lease=self.lease
+        )
+
+    # ---- ending ----------------------------------------------------------------------------
+
+    async def _finish(
+        self, status: RunStatus, *, output: Any = None, error: RunError | None = None
+    ) -> Run:
+        carried = self.unjournaled
+
+        def events(ev: EventBuilder) -> None:
+            ev.tool_results(carried)
+            data: dict[str, Any] = {"status": status.value, "step": self.state.step}
+            if error is not None:
+                data["error"] = error.model_dump(exclude_none=True)
+            ev.add(EventType.RUN_STATUS, **data)
+
+        await self._append(
+            RecordKind.FINISHED,
+            events,
+            step=self.state.step,
+            tool_results=carried,
+            status=status,
+            output=output,
+            error=error,
+        )
+        self.unjournaled = []
+        return await self._release_finished()
+
+    # ---- journal ---------------------------------------------------------------------------
+
+    async def _append(
+        self, kind: RecordKind, events: Callable[[EventBuilder], None], **fields: Any
+    ) -> None:
+        if self.lease_lost is not None:
+            raise self.lease_lost
+        at = _utcnow()
+        builder = EventBuilder(self.state.next_seq, at)
+        events(builder)
+        record = JournalRecord(
+            seq=self.state.next_seq,
+            kind=kind,
+            at=at,
+            fence=self.lease.fence,
+            events=builder.events,
+            **fields,
+        )
+        await self.journal.append(self.run.run_id, record)
+        self.state.apply(record)
+
+
+class _Timeout(Exception):
+    """Internal: the run's deadline passed during a model or tool call."""
+
+
+__all__ = ["AgentRuntime", "RuntimeOptions", "render_input"]
