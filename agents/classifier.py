@@ -17,7 +17,8 @@ ticket_triage = Agent(
         + ", ".join(LABELS)
         + ". Reply with the label only."
     ),
-    limits=Limits(max_steps=2, max_output_tokens=200, max_tokens_per_call=50, max_cost_usd=0.05,
-                  timeout_s=20),
+    limits=Limits(
+        max_steps=2, max_output_tokens=200, max_tokens_per_call=50, max_cost_usd=0.05, timeout_s=20
+    ),
     shape=Shape.SYNC,
 )

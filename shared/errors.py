@@ -45,9 +45,7 @@ class ProviderError(SwitchyardError):
 
     code = "provider_error"
 
-    def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(message, details={"status": status} if status is not None else None)
         self.status = status
         self.retryable = retryable

@@ -12,7 +12,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, get_type_hints, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -93,14 +93,29 @@ def render_result(result: Any) -> str:
     return json.dumps(result, default=str, separators=(",", ":"))
 
 
+@overload
+def tool(fn: ToolFn, /) -> Tool: ...
+
+
+@overload
 def tool(
-    fn: ToolFn | None = None,
     *,
     name: str | None = None,
     description: str | None = None,
     side_effect: bool = False,
     requires_approval: bool = False,
-) -> Any:
+) -> Callable[[ToolFn], Tool]: ...
+
+
+def tool(
+    fn: ToolFn | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    side_effect: bool = False,
+    requires_approval: bool = False,
+) -> Tool | Callable[[ToolFn], Tool]:
     """Turn a function ``f(args: SomeModel[, ctx: ToolContext]) -> str | JSON`` into a Tool.
 
     Usable bare (``@tool``) or with flags (``@tool(side_effect=True)``).

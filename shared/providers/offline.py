@@ -60,7 +60,9 @@ class OfflineProvider:
             model=request.model + self.model_suffix,
             content=content,
             stop_reason=stop_reason,
-            usage=Usage(input_tokens=max(1, prompt_chars // 4), output_tokens=max(1, output_chars // 4)),
+            usage=Usage(
+                input_tokens=max(1, prompt_chars // 4), output_tokens=max(1, output_chars // 4)
+            ),
         )
 
 

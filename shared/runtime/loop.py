@@ -41,7 +41,7 @@ from shared.providers.pricing import PriceTable, price_usage
 from shared.runtime.events import EventBuilder, preview
 from shared.runtime.limits import exceeded, timeout_error
 from shared.runtime.redact import Redactor
-from shared.runtime.state import RunState, render_input, replay
+from shared.runtime.state import RunState, render_input, replay, result_block
 
 logger = logging.getLogger("switchyard.runtime")
 
@@ -215,7 +215,9 @@ class _Execution:
     async def _release_finished(self) -> Run:
         s = self.state
         assert s.status is not None
-        return await self.journal.release_lease(self.lease, self._final_patch(s.status, s.output, s.error))
+        return await self.journal.release_lease(
+            self.lease, self._final_patch(s.status, s.output, s.error)
+        )
 
     def _final_patch(self, status: RunStatus, output: Any, error: RunError | None) -> RunPatch:
         now = _utcnow()
@@ -248,7 +250,10 @@ class _Execution:
                 await self._run_tools(pending)
                 continue
             limit = exceeded(
-                self.limits, steps=self.state.step, usage=self.state.usage, elapsed_s=self._elapsed()
+                self.limits,
+                steps=self.state.step,
+                usage=self.state.usage,
+                elapsed_s=self._elapsed(),
             )
             if limit is not None:
                 return await self._finish(RunStatus.FAILED, error=limit)
@@ -389,7 +394,7 @@ class _Execution:
         self.messages.append(
             {
                 "role": "user",
-                "content": [self._result_block(self.state.results[u["id"]]) for u in all_uses],
+                "content": [result_block(self.state.results[u["id"]]) for u in all_uses],
             }
         )
         costly = any(
@@ -397,17 +402,6 @@ class _Execution:
         )
         if costly or elapsed > self.rt.options.flush_tools_after_s:
             await self._flush_tools()
-
-    @staticmethod
-    def _result_block(result: ToolResult) -> dict[str, Any]:
-        block: dict[str, Any] = {
-            "type": "tool_result",
-            "tool_use_id": result.tool_use_id,
-            "content": result.content,
-        }
-        if result.is_error:
-            block["is_error"] = True
-        return block
 
     async def _flush_tools(self) -> None:
         carried = self.unjournaled

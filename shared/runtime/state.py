@@ -75,11 +75,13 @@ class RunState:
             messages.append({"role": "assistant", "content": response["content"]})
             uses = [b for b in response["content"] if b.get("type") == "tool_use"]
             if uses and all(u["id"] in self.results for u in uses):
-                messages.append({"role": "user", "content": [_block(self.results[u["id"]]) for u in uses]})
+                messages.append(
+                    {"role": "user", "content": [result_block(self.results[u["id"]]) for u in uses]}
+                )
         return messages
 
 
-def _block(result: ToolResult) -> dict[str, Any]:
+def result_block(result: ToolResult) -> dict[str, Any]:
     block: dict[str, Any] = {
         "type": "tool_result",
         "tool_use_id": result.tool_use_id,
