@@ -38,7 +38,7 @@ class Settings(BaseModel):
         raw["agent_modules"] = tuple(m.strip() for m in modules.split(",") if m.strip())
         # The real provider whenever the SDK would find a key; the offline model otherwise.
         default_provider = "anthropic" if env.get("ANTHROPIC_API_KEY") else "offline"
-        raw["provider"] = env.get("SWITCHYARD_PROVIDER", default_provider)
+        raw["provider"] = env.get("SWITCHYARD_PROVIDER") or default_provider
         mapping = {
             "table_name": "SWITCHYARD_TABLE",
             "bucket_name": "SWITCHYARD_BUCKET",

@@ -123,7 +123,13 @@ def tool(
 
     def wrap(f: ToolFn) -> Tool:
         params = list(inspect.signature(f).parameters.values())
-        hints = get_type_hints(f)
+        try:
+            hints = get_type_hints(f)
+        except NameError as exc:
+            raise AgentError(
+                f"tool {f.__name__!r}: cannot resolve its annotations ({exc}); "
+                "define the input model at module level"
+            ) from exc
         if not params:
             raise AgentError(f"tool {f.__name__!r} needs a pydantic input parameter")
         input_model = hints.get(params[0].name)

@@ -32,6 +32,7 @@ class RunPatch(BaseModel):
     finished_at: datetime | None = None
     updated_at: datetime | None = None
     cancel_requested: bool | None = None
+    paused_s: float | None = None
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True)

@@ -85,6 +85,8 @@ class MemoryJournal:
     async def events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[Event]:
         with self._lock:
             self._run(run_id)
+            if limit <= 0:  # "at most limit": events_after would still return one event
+                return []
             seqs = self._seqs[run_id]
             # The record holding event after+1 is the last one whose seq is <= after+1.
             start = max(0, bisect.bisect_right(seqs, after + 1) - 1)

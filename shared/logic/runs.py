@@ -107,12 +107,16 @@ async def decide_approval(journal: Journal, run_id: str, decision: ApprovalDecis
             "edited_input needs exactly one pending call",
             details={"pending_calls": len(pending["calls"])},
         )
+    now = datetime.now(UTC)
+    requested_at = pending.get("requested_at")
+    waited = (now - datetime.fromisoformat(requested_at)).total_seconds() if requested_at else 0.0
     return await journal.update_run(
         run_id,
         RunPatch(
             status=RunStatus.QUEUED,
             pending_approval={**pending, "decision": decision.model_dump(exclude_none=True)},
-            updated_at=datetime.now(UTC),
+            paused_s=run.paused_s + max(0.0, waited),
+            updated_at=now,
         ),
         lease=None,
         expected_status=RunStatus.AWAITING_APPROVAL,

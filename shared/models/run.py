@@ -95,6 +95,8 @@ class Run(BaseModel):
     error: RunError | None = None
     pending_approval: dict[str, Any] | None = None
     cancel_requested: bool = False
+    # Seconds spent awaiting approval; excluded from the agent's timeout_s.
+    paused_s: float = 0.0
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)

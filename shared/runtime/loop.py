@@ -26,6 +26,7 @@ from shared.agents.registry import AgentRegistry
 from shared.agents.tools import ToolContext
 from shared.errors import (
     JournalConflictError,
+    LeaseHeldError,
     LeaseLostError,
     ProviderError,
     ProviderOverloadedError,
@@ -84,6 +85,7 @@ class AgentRuntime:
         self.secrets: Mapping[str, str] = secrets or {}
         self.on_heartbeat = on_heartbeat
         self._cancelled: set[str] = set()
+        self._inflight: set[str] = set()
 
     def cancel_local(self, run_id: str) -> None:
         """Ask an execution in this process to stop at its next step boundary."""
@@ -95,9 +97,21 @@ class AgentRuntime:
     async def execute(self, run_id: str) -> Run:
         """Run (or resume) ``run_id`` until it finishes or pauses; return the stored run.
 
-        Raises ``LeaseHeldError`` if another worker holds the run, and ``LeaseLostError`` or
-        ``JournalConflictError`` if this runtime was fenced off mid-run (it stops at once).
+        Raises ``LeaseHeldError`` if another worker (or this one, already) is executing the
+        run, and ``LeaseLostError`` or ``JournalConflictError`` if this runtime was fenced off
+        mid-run (it stops at once).
         """
+        if run_id in self._inflight:
+            # A duplicate delivery to the same worker must not start a second execution.
+            raise LeaseHeldError(f"run {run_id} is already executing in this process")
+        self._inflight.add(run_id)
+        try:
+            return await self._execute(run_id)
+        finally:
+            self._inflight.discard(run_id)
+            self._cancelled.discard(run_id)
+
+    async def _execute(self, run_id: str) -> Run:
         run = await self.journal.get_run(run_id)
         if run.status.is_terminal:
             return run
@@ -139,9 +153,9 @@ class _Execution:
         self.cancel_requested = run.cancel_requested
         self.lease_lost: SwitchyardError | None = None
         self.started_mono = time.monotonic()
-        self.elapsed_before = (
-            (_utcnow() - run.started_at).total_seconds() if run.started_at else 0.0
-        )
+        # timeout_s bounds working time: time spent waiting for a human does not count.
+        since_start = (_utcnow() - run.started_at).total_seconds() if run.started_at else 0.0
+        self.elapsed_before = max(0.0, since_start - run.paused_s)
         self.redactor = Redactor(rt.secrets.values())
         self.tool_specs = [t.spec() for t in agent.tools]
 
@@ -173,8 +187,10 @@ class _Execution:
             raise
         except ProviderError as exc:
             if not exc.retryable:
+                # Provider messages can echo credentials; scrub them like tool output.
+                message = self.redactor.redact(str(exc))
                 return await self._finish(
-                    RunStatus.FAILED, error=RunError(code=exc.code, message=str(exc))
+                    RunStatus.FAILED, error=RunError(code=exc.code, message=message)
                 )
             await self._release_for_retry()
             raise
@@ -249,21 +265,17 @@ class _Execution:
             if pending:
                 await self._run_tools(pending)
                 continue
-            limit = exceeded(
-                self.limits,
-                steps=self.state.step,
-                usage=self.state.usage,
-                elapsed_s=self._elapsed(),
-            )
-            if limit is not None:
-                return await self._finish(RunStatus.FAILED, error=limit)
             response = await self._call_model()
             done = await self._journal_response(response)
             if done is not None:
                 return done
 
     async def _boundary(self) -> Run | None:
-        """Between steps: stop if fenced, cancelled, or past the deadline."""
+        """Before a model call or a tool batch: stop if fenced, cancelled or out of budget.
+
+        Limits are checked before tools too: once no further model call is allowed, running
+        the last response's tools (side effects included) would produce results nobody reads.
+        """
         if self.lease_lost is not None:
             raise self.lease_lost
         if self.rt.is_cancelled_locally(self.run.run_id):
@@ -276,8 +288,11 @@ class _Execution:
                 RunStatus.CANCELLED,
                 error=RunError(code="cancelled", message="run cancelled on request"),
             )
-        if self._elapsed() >= self.limits.timeout_s:
-            return await self._finish(RunStatus.FAILED, error=timeout_error(self.limits))
+        limit = exceeded(
+            self.limits, steps=self.state.step, usage=self.state.usage, elapsed_s=self._elapsed()
+        )
+        if limit is not None:
+            return await self._finish(RunStatus.FAILED, error=limit)
         return None
 
     def _elapsed(self) -> float:
@@ -480,7 +495,12 @@ class _Execution:
             self.lease,
             RunPatch(
                 status=RunStatus.AWAITING_APPROVAL,
-                pending_approval={"step": self.state.step, "calls": calls, "decision": None},
+                pending_approval={
+                    "step": self.state.step,
+                    "calls": calls,
+                    "decision": None,
+                    "requested_at": _utcnow().isoformat(),
+                },
                 steps=self.state.step,
                 usage=self.state.usage,
                 updated_at=_utcnow(),

@@ -15,13 +15,14 @@ it got, so the test can tell which process journaled what and prove:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,8 +81,17 @@ def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
 
 def _spawn(run_id: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.crash_worker", "--run-id", run_id,
-         "--steps", str(STEPS), "--effect-every", str(EFFECT_EVERY)],
+        [
+            sys.executable,
+            "-m",
+            "tests.support.crash_worker",
+            "--run-id",
+            run_id,
+            "--steps",
+            str(STEPS),
+            "--effect-every",
+            str(EFFECT_EVERY),
+        ],
         cwd=ROOT,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -89,12 +99,15 @@ def _spawn(run_id: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _run_until(proc: subprocess.Popen[str], gen: Generation, should_kill: object) -> None:
+KillRule = Callable[[Generation, str], bool]
+
+
+def _run_until(proc: subprocess.Popen[str], gen: Generation, should_kill: KillRule | None) -> None:
     assert proc.stdout is not None
     for raw in proc.stdout:
         line = raw.strip()
         gen.ingest(line)
-        if callable(should_kill) and should_kill(gen, line):
+        if should_kill is not None and should_kill(gen, line):
             proc.send_signal(signal.SIGKILL)
             gen.killed = True
             break
@@ -115,6 +128,7 @@ def test_sigkill_at_random_points_and_resume(stack: dict[str, str]) -> None:
     generations: list[Generation] = []
     for kind in plan:
         gen = Generation()
+        should_kill: KillRule
         if kind == "random":
             budget = rng.randint(4, 24)
 
@@ -159,7 +173,7 @@ def test_sigkill_at_random_points_and_resume(stack: dict[str, str]) -> None:
 def _assert_journal_well_formed(records: list[JournalRecord]) -> None:
     seqs = [r.seq for r in records]
     assert seqs[0] == 1
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert after.seq == before.next_seq, "records must be contiguous"
     steps = [r.step for r in records if r.kind is RecordKind.MODEL]
     assert steps == list(range(1, STEPS + 2)), "each step journaled exactly once, in order"

@@ -113,7 +113,7 @@ async def main_async(args: argparse.Namespace) -> int:
         args.steps, payload=args.payload, latency_s=args.latency, effect_every=args.effect_every
     )
     runtime = AgentRuntime(
-        journal,  # type: ignore[arg-type]
+        journal,
         provider,
         AgentRegistry([crash_agent(args.steps)]),
         options=RuntimeOptions(lease_ttl_s=args.lease_ttl),

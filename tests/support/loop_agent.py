@@ -33,7 +33,7 @@ class EffectInput(BaseModel):
 def payload_text(step: int, size: int) -> str:
     """``size`` characters of text that compress like prose-ish data, not like zeros."""
     seed = hashlib.sha256(f"step-{step}".encode()).hexdigest()
-    out = []
+    out: list[str] = []
     while sum(len(p) for p in out) < size:
         seed = hashlib.sha256(seed.encode()).hexdigest()
         out.append(seed + " ")

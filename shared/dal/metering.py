@@ -1,0 +1,137 @@
+"""Count the requests (and request body bytes) boto3 clients actually send.
+
+Benchmarks attach a ``RequestMeter`` to the clients behind a journal and read the counts
+afterwards; nothing in the backends counts anything itself, so what is measured is what
+boto3 put on the wire (one count per API call; botocore's own retries are not recounted).
+
+    meter = RequestMeter()
+    meter.attach(table.client)
+    meter.attach(blobs.client)
+    ...
+    meter.count("dynamodb", "PutItem"), meter.writes("dynamodb"), meter.body_bytes("dynamodb")
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from typing import Any
+
+DYNAMODB_WRITES = frozenset(
+    {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+)
+
+
+class RequestMeter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: Counter[tuple[str, str]] = Counter()
+        self._bytes: Counter[tuple[str, str]] = Counter()
+        self._items: Counter[tuple[str, str]] = Counter()
+        self._unique_id = f"switchyard-request-meter-{id(self)}"
+
+    def attach(self, client: Any) -> None:
+        """Count every call ``client`` makes from now on."""
+        client.meta.events.register("before-call", self._on_call, unique_id=self._unique_id)
+
+    def detach(self, client: Any) -> None:
+        client.meta.events.unregister("before-call", unique_id=self._unique_id)
+
+    def _on_call(self, model: Any = None, params: Any = None, **_: Any) -> None:
+        # Returning anything but None from a before-call handler would short-circuit the call.
+        if model is None:
+            return
+        service = str(model.service_model.endpoint_prefix)
+        operation = str(model.name)
+        body = params.get("body") if isinstance(params, dict) else None
+        size = _size(body)
+        items = _items_written(service, operation, body)
+        with self._lock:
+            self._requests[service, operation] += 1
+            self._bytes[service, operation] += size
+            self._items[service, operation] += items
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def count(self, service: str | None = None, operation: str | None = None) -> int:
+        """API calls, optionally of one service (``"dynamodb"``, ``"s3"``) and operation."""
+        with self._lock:
+            return sum(n for k, n in self._requests.items() if _match(k, service, operation))
+
+    def body_bytes(self, service: str | None = None, operation: str | None = None) -> int:
+        """Request body bytes sent (serialized request for DynamoDB, object body for S3)."""
+        with self._lock:
+            return sum(n for k, n in self._bytes.items() if _match(k, service, operation))
+
+    def writes(self, service: str = "dynamodb") -> int:
+        """DynamoDB write requests (a transaction counts once)."""
+        with self._lock:
+            return sum(
+                n for (s, op), n in self._requests.items() if s == service and op in DYNAMODB_WRITES
+            )
+
+    def items_written(self, service: str = "dynamodb") -> int:
+        """DynamoDB items written (a transaction counts each of its items)."""
+        with self._lock:
+            return sum(n for (s, _), n in self._items.items() if s == service)
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """``{"dynamodb.PutItem": {"requests": n, "bytes": b, "items": i}, ...}`` (JSON-ready)."""
+        with self._lock:
+            return {
+                f"{s}.{op}": {
+                    "requests": n,
+                    "bytes": self._bytes[s, op],
+                    "items": self._items[s, op],
+                }
+                for (s, op), n in sorted(self._requests.items())
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._bytes.clear()
+            self._items.clear()
+
+
+def _match(key: tuple[str, str], service: str | None, operation: str | None) -> bool:
+    return (service is None or key[0] == service) and (operation is None or key[1] == operation)
+
+
+def _size(body: Any) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, bytes | bytearray | memoryview):
+        return len(body)
+    if isinstance(body, str):
+        return len(body.encode("utf-8"))
+    if isinstance(body, dict):  # query-protocol services hand over the parameters
+        return len(json.dumps(body, default=str).encode("utf-8"))
+    try:  # a file-like body: its remaining length
+        position = body.tell()
+        body.seek(0, 2)
+        end = body.tell()
+        body.seek(position)
+        return int(end - position)
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def _items_written(service: str, operation: str, body: Any) -> int:
+    if service != "dynamodb" or operation not in DYNAMODB_WRITES:
+        return 0
+    if operation not in ("TransactWriteItems", "BatchWriteItem"):
+        return 1
+    try:
+        request = json.loads(body)
+    except (TypeError, ValueError):
+        return 1
+    if operation == "TransactWriteItems":
+        return sum(
+            1 for t in request.get("TransactItems", []) if {"Put", "Update", "Delete"} & set(t)
+        )
+    return sum(len(v) for v in request.get("RequestItems", {}).values())
+
+
+__all__ = ["DYNAMODB_WRITES", "RequestMeter"]

@@ -1,0 +1,147 @@
+"""The single table and the overflow bucket: definition, key layout, creation helpers.
+
+One DynamoDB table holds every run. Items of one run share the partition ``RUN#{run_id}``:
+
+- ``sk = "RUN"``: the run item (metadata, status, lease attributes, the GSI keys below);
+- ``sk = "J#{seq:012d}"``: one journal record per conditional append, ``seq`` being the seq of
+  the record's first event, zero-padded so keys sort in seq order.
+
+The GSI ``by_tenant`` (``tenant_pk = "TENANT#{tenant}"``, sort key ``created``: the run's
+creation time as a fixed-width UTC timestamp, then ``#run_id``) lists a tenant's runs newest
+first. It projects only small attributes that rarely change, so the frequent writes to the run
+item (lease renewals, step counters, usage) never write to the index.
+
+``expires_at`` (epoch seconds) is the TTL attribute; billing is on demand.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+PK = "pk"
+SK = "sk"
+TTL_ATTRIBUTE = "expires_at"
+
+BY_TENANT = "by_tenant"
+TENANT_PK = "tenant_pk"
+CREATED = "created"
+# Attributes the by_tenant index carries besides its keys (enough to render a run list).
+BY_TENANT_PROJECTION: tuple[str, ...] = (
+    "run_id",
+    "agent",
+    "status",
+    "shape",
+    "thread_id",
+    "created_at",
+    "finished_at",
+)
+
+RUN_SK = "RUN"
+RECORD_PREFIX = "J#"
+_SEQ_DIGITS = 12
+RECORD_SK_MIN = RECORD_PREFIX + "0" * _SEQ_DIGITS
+RECORD_SK_MAX = RECORD_PREFIX + "9" * _SEQ_DIGITS
+
+
+def run_pk(run_id: str) -> str:
+    return f"RUN#{run_id}"
+
+
+def record_sk(seq: int) -> str:
+    """The sort key of the record whose first event is ``seq`` (clamped into the key range)."""
+    clamped = min(max(seq, 0), 10**_SEQ_DIGITS - 1)
+    return f"{RECORD_PREFIX}{clamped:0{_SEQ_DIGITS}d}"
+
+
+def tenant_pk(tenant: str) -> str:
+    return f"TENANT#{tenant}"
+
+
+def created_key(created_at: datetime, run_id: str) -> str:
+    """Sort key of the by_tenant index: fixed-width UTC time, so strings sort by time."""
+    at = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
+    return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{run_id}"
+
+
+def table_definition(name: str) -> dict[str, Any]:
+    """Keyword arguments of ``CreateTable`` for the Switchyard table."""
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": PK, "AttributeType": "S"},
+            {"AttributeName": SK, "AttributeType": "S"},
+            {"AttributeName": TENANT_PK, "AttributeType": "S"},
+            {"AttributeName": CREATED, "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": PK, "KeyType": "HASH"},
+            {"AttributeName": SK, "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": BY_TENANT,
+                "KeySchema": [
+                    {"AttributeName": TENANT_PK, "KeyType": "HASH"},
+                    {"AttributeName": CREATED, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(BY_TENANT_PROJECTION),
+                },
+            }
+        ],
+    }
+
+
+def create_table(client: Any, name: str) -> None:
+    """Create the table (on-demand, GSI, TTL on ``expires_at``) and wait until it is active."""
+    client.create_table(**table_definition(name))
+    client.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    client.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
+
+
+def create_bucket(client: Any, name: str) -> None:
+    """Create the overflow bucket in the client's region (private, default encryption)."""
+    region = client.meta.region_name
+    if region and region != "us-east-1":
+        client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    else:
+        client.create_bucket(Bucket=name)
+    client.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+__all__ = [
+    "BY_TENANT",
+    "BY_TENANT_PROJECTION",
+    "CREATED",
+    "PK",
+    "RECORD_PREFIX",
+    "RECORD_SK_MAX",
+    "RECORD_SK_MIN",
+    "RUN_SK",
+    "SK",
+    "TENANT_PK",
+    "TTL_ATTRIBUTE",
+    "create_bucket",
+    "create_table",
+    "created_key",
+    "record_sk",
+    "run_pk",
+    "table_definition",
+    "tenant_pk",
+]

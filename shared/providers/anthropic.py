@@ -1,0 +1,194 @@
+"""The Anthropic provider: one Messages API call through the official SDK (``AsyncAnthropic``).
+
+This is the only module that imports ``anthropic`` (about 0.9 s), so code paths that never call
+a model do not pay for it. The SDK retries 429, 529, 5xx and connection failures itself,
+honouring ``retry-after`` / ``retry-after-ms``; whatever still fails is wrapped into a
+``ProviderError`` whose ``retryable`` flag tells the runtime whether a redelivery can help, and
+a ``ProviderOverloadedError`` makes the runtime fall back along the agent's model chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import anthropic
+from anthropic import AsyncAnthropic
+from anthropic.types import Message, MessageParam, TextBlockParam, ToolUnionParam
+
+from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLimitedError
+from shared.models.messages import ModelRequest, ModelResponse
+from shared.models.run import Usage
+
+_EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
+_REDACTED = "[redacted]"
+# Keys whose value is the model's own JSON (a tool's input): kept verbatim, nulls included,
+# because a null there is an argument the model chose, not an absent optional field.
+_VERBATIM_KEYS = frozenset({"input"})
+
+
+class AnthropicProvider:
+    """``Provider`` on the Anthropic Messages API.
+
+    Without ``client`` it builds ``AsyncAnthropic`` from the SDK's own environment
+    (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``), so the same code reaches the real API or
+    a local fake server. ``stream=True`` reads the reply as server-sent events, which keeps
+    long generations clear of idle-connection timeouts; the result is the same message.
+    """
+
+    def __init__(
+        self,
+        client: AsyncAnthropic | None = None,
+        *,
+        stream: bool = False,
+        max_retries: int = 2,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self._owns_client = client is None
+        if client is None:
+            client = AsyncAnthropic(max_retries=max_retries, timeout=timeout_s)
+        self.client = client
+        self.stream = stream
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of a client this provider built (an injected one stays)."""
+        if self._owns_client:
+            await self.client.close()
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        system, tools = _prompt(request)
+        messages = cast(list[MessageParam], request.messages)
+        try:
+            if self.stream:
+                async with self.client.messages.stream(
+                    model=request.model,
+                    max_tokens=request.max_tokens,
+                    system=system,
+                    messages=messages,
+                    tools=tools,
+                ) as events:
+                    message: Message = await events.get_final_message()
+            else:
+                message = await self.client.messages.create(
+                    model=request.model,
+                    max_tokens=request.max_tokens,
+                    system=system,
+                    messages=messages,
+                    tools=tools,
+                )
+        except anthropic.AnthropicError as exc:
+            raise _wrap(exc, request.model, self._secrets()) from exc
+        return _to_response(message)
+
+    def _secrets(self) -> list[str]:
+        values = (self.client.api_key, self.client.auth_token)
+        return [v for v in values if v]
+
+
+def _prompt(
+    request: ModelRequest,
+) -> tuple[str | list[TextBlockParam] | anthropic.Omit, list[ToolUnionParam] | anthropic.Omit]:
+    """System prompt and tools, with cache breakpoints when the request asks for caching.
+
+    The API renders tools, then the system prompt, then messages. The breakpoint on the
+    system block caches that whole static prefix for every later step; the one on the last
+    tool keeps the tools cached when only the system prompt changes.
+    """
+    tools: list[dict[str, Any]] = [spec.model_dump() for spec in request.tools]
+    system: str | list[TextBlockParam] | anthropic.Omit
+    if not request.system:
+        # The API rejects an empty text block, so an agent without a prompt sends none.
+        system = anthropic.omit
+    elif request.cache_prompt:
+        system = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+    else:
+        system = request.system
+    if request.cache_prompt and tools:
+        tools[-1]["cache_control"] = dict(_EPHEMERAL)
+    return system, cast(list[ToolUnionParam], tools) if tools else anthropic.omit
+
+
+def _to_response(message: Message) -> ModelResponse:
+    usage = message.usage
+    return ModelResponse(
+        id=message.id,
+        model=message.model,
+        content=[_block(block.to_dict(mode="json")) for block in message.content],
+        stop_reason=message.stop_reason,
+        usage=Usage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        ),
+    )
+
+
+def _block(data: dict[str, object]) -> dict[str, Any]:
+    """A response block as a dict the API accepts back: response-only nulls dropped.
+
+    The SDK reports absent optional fields (``citations``, ``caller``...) as ``None``; sent
+    back in the next turn's assistant message they are at best noise, at worst rejected.
+    """
+    return {
+        key: value if key in _VERBATIM_KEYS else _without_nulls(value)
+        for key, value in data.items()
+        if value is not None
+    }
+
+
+def _without_nulls(value: object) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _wrap(exc: anthropic.AnthropicError, model: str, secrets: list[str]) -> ProviderError:
+    """Translate an SDK failure that survived the SDK's retries."""
+    if isinstance(exc, anthropic.APIStatusError):
+        kind = exc.type or _error_type(exc.body) or "error"
+        detail = exc.api_message or _error_message(exc.body) or kind
+        where = f"request {exc.request_id}" if exc.request_id else "no request id"
+        # A stream can fail after its 200 header with an SSE ``error`` event; then there is
+        # no error status, and only the error type in the event says what happened.
+        status: int | None = exc.status_code if exc.status_code >= 400 else None
+        failed = f"HTTP {status}" if status is not None else "stream failed:"
+        message = _scrub(f"{model}: Anthropic API {failed} {kind} ({where}): {detail}", secrets)
+        if status == 429 or kind == "rate_limit_error":
+            return ProviderRateLimitedError(message, status=status, retryable=True)
+        if status == 529 or kind == "overloaded_error":
+            return ProviderOverloadedError(message, status=status, retryable=True)
+        # 408 and 409 (lock timeout) are transient: the SDK retries them too.
+        retryable = (status or 0) >= 500 or status in (408, 409) or kind == "api_error"
+        return ProviderError(message, status=status, retryable=retryable)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderError(f"{model}: Anthropic API request timed out", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        message = _scrub(f"{model}: cannot reach the Anthropic API: {exc.message}", secrets)
+        return ProviderError(message, retryable=True)
+    # Invalid response bodies, missing credentials: a redelivery would fail the same way.
+    message = _scrub(f"{model}: Anthropic SDK error {type(exc).__name__}: {exc}", secrets)
+    return ProviderError(message, retryable=False)
+
+
+def _error_type(body: object) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _error_message(body: object) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    text = error.get("message") if isinstance(error, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    """Remove credentials: a proxy or a server may echo request headers into an error body."""
+    for secret in secrets:
+        text = text.replace(secret, _REDACTED)
+    return text
+
+
+__all__ = ["AnthropicProvider"]

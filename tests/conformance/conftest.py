@@ -1,0 +1,134 @@
+"""Fixtures of the journal conformance suite: one ``journal`` per backend, a controllable clock.
+
+The DynamoDB backend runs on moto in-process, with its table and bucket created by
+``shared.dal.schema`` exactly as the dev stack creates them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from shared.dal import aws_client
+from shared.dal.dynamodb import Item, RunTable
+from shared.dal.s3 import BlobStore
+from shared.dal.schema import RUN_SK, SK, create_bucket, create_table, record_sk, run_pk
+from shared.journal.base import Journal
+from shared.journal.dynamodb import DynamoJournal
+from shared.journal.memory import MemoryJournal
+
+REGION = "us-east-1"
+TABLE = "switchyard-test"
+BUCKET = "switchyard-test-overflow"
+T0 = 1_700_000_000.0
+
+
+@dataclass
+class Clock:
+    """A clock the test moves by hand (the journal's lease expiry reads it)."""
+
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SerializedClient:
+    """A boto3 client whose calls run one at a time.
+
+    DynamoDB applies conditional writes to one item atomically; moto checks a condition and
+    stores the item in two Python steps without a lock, so two threads could both pass the
+    check. Serializing calls gives moto DynamoDB's per-item atomicity (the journal's own
+    threads still issue the calls concurrently)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name.startswith("_") or name in ("meta", "exceptions") or not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+@dataclass
+class Aws:
+    """The moto resources behind a DynamoJournal, for layout assertions."""
+
+    table: RunTable
+    blobs: BlobStore
+    dynamodb: Any
+    s3: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def run_item(self, run_id: str) -> Item | None:
+        return self.table.get({"pk": run_pk(run_id), SK: RUN_SK})
+
+    def record_item(self, run_id: str, seq: int) -> Item | None:
+        return self.table.get({"pk": run_pk(run_id), SK: record_sk(seq)})
+
+    def blob_keys(self) -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=BUCKET)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    def blob(self, key: str) -> bytes:
+        data: bytes = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        return data
+
+
+@dataclass
+class Backend:
+    name: str
+    journal: Journal
+    clock: Clock
+    aws: Aws | None = None
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def aws() -> Iterator[Aws]:
+    """A moto account with the Switchyard table and overflow bucket."""
+    with mock_aws():
+        dynamodb = aws_client("dynamodb", region=REGION)
+        s3 = aws_client("s3", region=REGION)
+        create_table(dynamodb, TABLE)
+        create_bucket(s3, BUCKET)
+        table = RunTable(TABLE, SerializedClient(dynamodb))
+        blobs = BlobStore(BUCKET, SerializedClient(s3))
+        yield Aws(table=table, blobs=blobs, dynamodb=dynamodb, s3=s3)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def backend(request: pytest.FixtureRequest, clock: Clock) -> Iterator[Backend]:
+    if request.param == "memory":
+        yield Backend("memory", MemoryJournal(clock=clock), clock)
+        return
+    aws: Aws = request.getfixturevalue("aws")
+    journal = DynamoJournal(aws.table, aws.blobs, clock=clock, max_workers=8)
+    try:
+        yield Backend("dynamodb", journal, clock, aws)
+    finally:
+        journal.close()
+
+
+@pytest.fixture
+def journal(backend: Backend) -> Journal:
+    return backend.journal

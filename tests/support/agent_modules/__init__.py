@@ -1,0 +1,1 @@
+"""Tiny agent modules loaded by import path, as SWITCHYARD_AGENT_MODULES would list them."""

@@ -1,0 +1,196 @@
+"""Per-run limits: each ends the run as failed with a clear reason and an intact journal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.agents import Limits
+from shared.journal import RunPatch
+from shared.logic.runs import Budget
+from shared.models.events import EventType
+from shared.models.journal import RecordKind
+from shared.models.run import Run, RunStatus, Usage
+from shared.runtime.state import replay
+from tests.support.runtime_kit import Harness, Toolbox, assert_journal_consistent, kinds
+from tests.support.scripted_provider import ScriptedProvider, plan
+
+LOOKUP_FOREVER = [[("lookup", {"query": f"q{i}"})] for i in range(10)]
+
+
+async def _assert_failed(h: Harness, run: Run, *, code: str, limit: str) -> None:
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None
+    assert run.error.code == code
+    assert run.error.details is not None
+    assert run.error.details["limit"] == limit
+    assert (limit if code == "budget_exceeded" else "timeout") in run.error.message
+    assert run.finished_at is not None
+    assert run.pending_approval is None
+    records = await h.records(run.run_id)
+    assert_journal_consistent(records, run)
+    assert records[-1].kind is RecordKind.FINISHED
+    events = await h.events(run.run_id)
+    last = events[-1]
+    assert last.type is EventType.RUN_STATUS
+    assert last.data["status"] == "failed"
+    assert last.data["error"]["code"] == code
+    assert last.data["error"]["details"]["limit"] == limit
+    # The stored run is what the journal says.
+    stored = await h.journal.get_run(run.run_id)
+    assert stored == run
+
+
+async def test_max_steps(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_steps=2))])
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER))
+    run = await h.runtime(provider).execute(await h.submit())
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_steps")
+    assert run.error is not None
+    assert run.error.details is not None
+    assert run.error.details["value"] == 2
+    assert run.error.details["used"] == 2
+    assert provider.calls == 2
+    assert run.steps == 2
+    records = await h.records(run.run_id)
+    assert kinds(records) == [
+        RecordKind.CREATED,
+        RecordKind.STARTED,
+        RecordKind.MODEL,
+        RecordKind.MODEL,
+        RecordKind.FINISHED,
+    ]
+
+
+async def test_max_output_tokens_is_a_total_over_the_run(toolbox: Toolbox) -> None:
+    limits = Limits(max_output_tokens=100, max_tokens_per_call=64)
+    h = Harness([toolbox.agent("lookup", limits=limits)])
+    usage = Usage(input_tokens=10, output_tokens=40)
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER, usage=usage))
+    run = await h.runtime(provider).execute(await h.submit())
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_output_tokens")
+    assert provider.calls == 3
+    # Each call may only spend what is left of the run's total.
+    assert [r.max_tokens for r in provider.requests] == [64, 60, 20]
+    assert run.usage.output_tokens == 120
+    assert run.error is not None
+    assert run.error.details is not None
+    assert run.error.details["used"] == 120
+
+
+async def test_max_cost_usd(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_cost_usd=0.1))])
+    # test-model is priced by the default row: $3 in / $15 out per million tokens.
+    usage = Usage(input_tokens=10_000, output_tokens=1_000)
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER, usage=usage))
+    run = await h.runtime(provider).execute(await h.submit())
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_cost_usd")
+    assert provider.calls == 3
+    assert run.cost_usd == pytest.approx(3 * 0.045)
+    assert run.error is not None
+    assert run.error.details is not None
+    assert run.error.details["used"] == pytest.approx(0.135)
+
+
+async def test_timeout_while_the_model_call_is_in_flight(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(timeout_s=0.05))])
+    provider = ScriptedProvider(responder=plan("never"))
+    provider.block_at(1)  # never released: only the deadline ends the call
+    run = await h.runtime(provider).execute(await h.submit())
+    await _assert_failed(h, run, code="timeout", limit="timeout_s")
+    assert provider.completed == 0
+    assert RecordKind.MODEL not in kinds(await h.records(run.run_id))
+
+
+async def test_timeout_while_a_tool_runs(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(timeout_s=0.05))])
+    toolbox.block_next("lookup")  # never released
+    provider = ScriptedProvider(responder=plan([("lookup", {"query": "slow"})], "done"))
+    run = await h.runtime(provider).execute(await h.submit())
+    await _assert_failed(h, run, code="timeout", limit="timeout_s")
+    assert provider.calls == 1
+    assert run.steps == 1
+
+
+async def test_timeout_counts_time_already_spent_on_the_run(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(timeout_s=60))])
+    run_id = await h.submit()
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    await h.journal.update_run(run_id, RunPatch(started_at=long_ago), lease=None)
+    provider = ScriptedProvider(responder=plan("too late"))
+    run = await h.runtime(provider).execute(run_id)
+    await _assert_failed(h, run, code="timeout", limit="timeout_s")
+    assert provider.calls == 0
+    assert run.started_at == long_ago
+
+
+async def test_limit_reached_on_the_last_step_still_succeeds(toolbox: Toolbox) -> None:
+    """A limit stops the *next* model call; a run that finishes within its steps succeeds."""
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_steps=2))])
+    provider = ScriptedProvider(responder=plan([("lookup", {"query": "a"})], "done"))
+    run = await h.runtime(provider).execute(await h.submit())
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.steps == 2
+
+
+# ---- per-request budgets -------------------------------------------------------------------
+
+
+def test_tightened_only_lowers() -> None:
+    base = Limits(max_steps=10, max_cost_usd=1.0, max_output_tokens=1000, timeout_s=30)
+    lower = base.tightened({"max_steps": 3, "max_cost_usd": 0.25, "max_output_tokens": 100})
+    assert (lower.max_steps, lower.max_cost_usd, lower.max_output_tokens) == (3, 0.25, 100)
+    higher = base.tightened({"max_steps": 99, "max_cost_usd": 50.0, "max_output_tokens": 10**6})
+    assert higher == base
+    assert base.tightened({}) == base
+    # What a budget cannot name stays the agent's.
+    assert base.tightened({"timeout_s": 9999}).timeout_s == 30
+    assert lower.timeout_s == 30
+
+
+async def test_budget_tightens_max_steps_in_a_run(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_steps=5))])
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER))
+    run = await h.runtime(provider).execute(await h.submit(budget=Budget(max_steps=1)))
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_steps")
+    assert provider.calls == 1
+    assert run.budget == {"max_steps": 1}
+
+
+async def test_budget_never_loosens_the_agents_limits(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_steps=2, max_cost_usd=0.1))])
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER))
+    budget = Budget(max_steps=50, max_cost_usd=100.0)
+    run = await h.runtime(provider).execute(await h.submit(budget=budget))
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_steps")
+    assert provider.calls == 2
+    assert run.error is not None
+    assert run.error.details is not None
+    assert run.error.details["value"] == 2
+
+
+async def test_budget_tightens_cost(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_cost_usd=5.0))])
+    usage = Usage(input_tokens=10_000, output_tokens=1_000)  # $0.045 a call
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER, usage=usage))
+    run = await h.runtime(provider).execute(await h.submit(budget=Budget(max_cost_usd=0.05)))
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_cost_usd")
+    assert provider.calls == 2
+
+
+async def test_replay_of_a_failed_run_is_stable(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_steps=1))])
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER))
+    run_id = await h.submit()
+    run = await h.runtime(provider).execute(run_id)
+    # Executing a finished run again changes nothing and calls nothing.
+    again = await h.runtime(ScriptedProvider()).execute(run_id)
+    assert again == run
+    records = await h.records(run_id)
+    state = replay(records)
+    assert state.finished
+    # The last response's call never ran (the limit came first) and stays visibly unanswered.
+    assert [u["id"] for u in state.pending_tool_uses()] == ["toolu_01_0"]
+    assert records[-1].tool_results == []
+    assert toolbox.invocations == []
