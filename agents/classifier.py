@@ -11,7 +11,7 @@ ticket_triage = Agent(
     name="ticket-triage",
     description="Labels a support ticket so it reaches the right queue.",
     model="claude-haiku-4-5",
-    fallback_models=("claude-sonnet-4-5",),
+    fallback_models=("claude-sonnet-4-6",),
     system=(
         "You label customer support tickets. Answer with one of: "
         + ", ".join(LABELS)

@@ -39,7 +39,7 @@ def restart_service(args: RestartInput, ctx: ToolContext) -> dict[str, object]:
 ops_assistant = Agent(
     name="ops-assistant",
     description="Checks a service and restarts it, with a human approving the restart.",
-    model="claude-sonnet-4-5",
+    model="claude-sonnet-4-6",
     system="You are an on-call assistant. Check the service; restart it only if unhealthy.",
     tools=(service_status, restart_service),
     limits=Limits(max_steps=6, max_cost_usd=0.2, timeout_s=3600),

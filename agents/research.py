@@ -77,7 +77,7 @@ def save_report(args: ReportInput, ctx: ToolContext) -> dict[str, object]:
 researcher = Agent(
     name="researcher",
     description="Searches the docs, reads what it finds and files a short report.",
-    model="claude-sonnet-4-5",
+    model="claude-sonnet-4-6",
     fallback_models=("claude-haiku-4-5",),
     system=(
         "You research questions using the documentation tools. Search, read the most relevant "

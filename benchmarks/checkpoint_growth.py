@@ -2,8 +2,10 @@
 
 A run of ``--steps`` tool steps (each tool returns ``--payload`` bytes) executes through the
 runtime on the DynamoDB+S3 journal (moto, in-process). Every request the boto3 clients send
-is counted by ``shared.dal.metering.RequestMeter``: requests, and request body bytes (the
-serialized request for DynamoDB, the object for S3). Reported:
+is counted by ``shared.dal.metering.RequestMeter``: requests, the bytes stored (DynamoDB item
+sizes by DynamoDB's own sizing rules, binary at its raw length; S3 object bytes), and the
+request bytes on the wire (where DynamoDB's JSON protocol base64-encodes binary, +33 %).
+Reported:
 
 - bytes_written / final_conversation_bytes = amplification (target <= 1.2), where the final
   conversation is the Messages API message list the run ends with, as compact JSON;
@@ -36,7 +38,7 @@ TARGET_AMPLIFICATION = 1.2
 TARGET_WRITES_PER_STEP = 1.2
 
 
-async def measure(steps: int, payload: int) -> dict[str, Any]:
+async def measure(steps: int, payload: int, *, incompressible: bool = False) -> dict[str, Any]:
     from moto import mock_aws
 
     settings = Settings(table_name="bench", bucket_name="bench-overflow")
@@ -50,13 +52,15 @@ async def measure(steps: int, payload: int) -> dict[str, Any]:
         journal = DynamoJournal(table, blobs)
         agent = loop_agent(steps)
         registry = AgentRegistry([agent])
-        runtime = AgentRuntime(journal, LoopProvider(steps, payload=payload), registry)
+        provider = LoopProvider(steps, payload=payload, incompressible=incompressible)
+        runtime = AgentRuntime(journal, provider, registry)
         run = await submit_run(journal, registry, SubmitRun(agent=agent.name, input="go"))
         done = await runtime.execute(run.run_id)
         assert done.status is RunStatus.SUCCEEDED, done.error
         counts = meter.snapshot()
         writes = meter.writes()
-        written = sum(
+        written = meter.stored_bytes()
+        wire = sum(
             v["bytes"]
             for op, v in counts.items()
             if op.split(".")[1] in {"PutItem", "UpdateItem", "TransactWriteItems", "PutObject"}
@@ -76,9 +80,12 @@ async def measure(steps: int, payload: int) -> dict[str, Any]:
         "benchmark": "checkpoint_growth",
         "steps": model_steps,
         "tool_payload_bytes": payload,
+        "payload_kind": "random base64" if incompressible else "hex text (~2:1 compressible)",
         "bytes_written": written,
         "final_conversation_bytes": final_bytes,
         "amplification": round(amplification, 3),
+        "wire_bytes": wire,
+        "wire_amplification": round(wire / final_bytes, 3),
         "dynamodb_writes": writes,
         "dynamodb_writes_per_step": round(writes_per_step, 3),
         "requests": counts,
@@ -97,8 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--payload", type=int, default=2000)
+    parser.add_argument(
+        "--incompressible", action="store_true", help="random payloads: compression gains ~0"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(measure(args.steps, args.payload))))
+    result = asyncio.run(measure(args.steps, args.payload, incompressible=args.incompressible))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

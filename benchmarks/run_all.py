@@ -21,8 +21,14 @@ BENCHMARKS: list[tuple[str, list[str], str, str]] = [
     (
         "checkpoint_growth",
         ["--steps", "200", "--payload", "2000"],
-        "amplification, dynamodb_writes_per_step",
+        "amplification, wire_amplification, dynamodb_writes_per_step",
         "amplification <= 1.2 and <= 1.2 DynamoDB writes per step",
+    ),
+    (
+        "checkpoint_growth",
+        ["--steps", "200", "--payload", "2000", "--incompressible"],
+        "amplification, wire_amplification, dynamodb_writes_per_step",
+        "same, with payloads compression cannot shrink",
     ),
     (
         "runtime_overhead",

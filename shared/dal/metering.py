@@ -13,10 +13,13 @@ boto3 put on the wire (one count per API call; botocore's own retries are not re
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import Counter
 from typing import Any
+
+from shared.dal.dynamodb import attribute_size
 
 DYNAMODB_WRITES = frozenset(
     {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
@@ -29,6 +32,7 @@ class RequestMeter:
         self._requests: Counter[tuple[str, str]] = Counter()
         self._bytes: Counter[tuple[str, str]] = Counter()
         self._items: Counter[tuple[str, str]] = Counter()
+        self._stored: Counter[tuple[str, str]] = Counter()
         self._unique_id = f"switchyard-request-meter-{id(self)}"
 
     def attach(self, client: Any) -> None:
@@ -47,10 +51,12 @@ class RequestMeter:
         body = params.get("body") if isinstance(params, dict) else None
         size = _size(body)
         items = _items_written(service, operation, body)
+        stored = _stored_bytes(service, operation, body)
         with self._lock:
             self._requests[service, operation] += 1
             self._bytes[service, operation] += size
             self._items[service, operation] += items
+            self._stored[service, operation] += stored
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -63,6 +69,13 @@ class RequestMeter:
         """Request body bytes sent (serialized request for DynamoDB, object body for S3)."""
         with self._lock:
             return sum(n for k, n in self._bytes.items() if _match(k, service, operation))
+
+    def stored_bytes(self, service: str | None = None, operation: str | None = None) -> int:
+        """Bytes of data written as the store counts them: DynamoDB item sizes by its sizing
+        rules (binary attributes at their raw length, not the base64 of the wire), the values
+        an UpdateItem sets, and S3 object bodies."""
+        with self._lock:
+            return sum(n for k, n in self._stored.items() if _match(k, service, operation))
 
     def writes(self, service: str = "dynamodb") -> int:
         """DynamoDB write requests (a transaction counts once)."""
@@ -84,6 +97,7 @@ class RequestMeter:
                     "requests": n,
                     "bytes": self._bytes[s, op],
                     "items": self._items[s, op],
+                    "stored_bytes": self._stored[s, op],
                 }
                 for (s, op), n in sorted(self._requests.items())
             }
@@ -93,6 +107,7 @@ class RequestMeter:
             self._requests.clear()
             self._bytes.clear()
             self._items.clear()
+            self._stored.clear()
 
 
 def _match(key: tuple[str, str], service: str | None, operation: str | None) -> bool:
@@ -132,6 +147,49 @@ def _items_written(service: str, operation: str, body: Any) -> int:
             1 for t in request.get("TransactItems", []) if {"Put", "Update", "Delete"} & set(t)
         )
     return sum(len(v) for v in request.get("RequestItems", {}).values())
+
+
+def _stored_bytes(service: str, operation: str, body: Any) -> int:
+    if service == "s3":
+        return _size(body) if operation == "PutObject" else 0
+    if service != "dynamodb" or operation not in DYNAMODB_WRITES:
+        return 0
+    try:
+        request = json.loads(body)
+    except (TypeError, ValueError):
+        return 0
+    if operation == "PutItem":
+        return _wire_item_size(request.get("Item", {}))
+    if operation == "UpdateItem":
+        return _update_size(request)
+    total = 0
+    for entry in request.get("TransactItems", []):
+        if "Put" in entry:
+            total += _wire_item_size(entry["Put"].get("Item", {}))
+        elif "Update" in entry:
+            total += _update_size(entry["Update"])
+    return total
+
+
+def _update_size(request: dict[str, Any]) -> int:
+    values = request.get("ExpressionAttributeValues", {})
+    return sum(attribute_size(_raw_binary(v)) for v in values.values())
+
+
+def _wire_item_size(item: dict[str, Any]) -> int:
+    return sum(len(k.encode("utf-8")) + attribute_size(_raw_binary(v)) for k, v in item.items())
+
+
+def _raw_binary(attribute: dict[str, Any]) -> dict[str, Any]:
+    """A wire attribute value with base64 binaries decoded, as DynamoDB sizes them."""
+    ((kind, raw),) = attribute.items()
+    if kind == "B":
+        return {"B": base64.b64decode(raw)}
+    if kind == "M":
+        return {"M": {k: _raw_binary(v) for k, v in raw.items()}}
+    if kind == "L":
+        return {"L": [_raw_binary(v) for v in raw]}
+    return attribute
 
 
 __all__ = ["DYNAMODB_WRITES", "RequestMeter"]

@@ -444,7 +444,7 @@ class DynamoJournal:
                 expr.set(name, value)
 
     def _record_item(self, run_id: str, record: JournalRecord, expires_at: int) -> Item:
-        body = record.model_dump_json().encode("utf-8")
+        body = record.to_json().encode("utf-8")
         return {
             PK: run_pk(run_id),
             SK: record_sk(record.seq),

@@ -47,7 +47,7 @@ class MemoryJournal:
                 raise RunExistsError(f"run {run.run_id} already exists")
             self._runs[run.run_id] = run.model_dump_json()
             self._seqs[run.run_id] = [first.seq]
-            self._records[run.run_id] = {first.seq: first.model_dump_json()}
+            self._records[run.run_id] = {first.seq: first.to_json()}
             self._fences[run.run_id] = 0
             self.writes += 1
 
@@ -70,7 +70,7 @@ class MemoryJournal:
                     f"run {run_id}: seq {record.seq} is already journaled",
                     details={"seq": record.seq},
                 )
-            stored[record.seq] = record.model_dump_json()
+            stored[record.seq] = record.to_json()
             bisect.insort(self._seqs[run_id], record.seq)
             self.writes += 1
 

@@ -52,6 +52,11 @@ class JournalRecord(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     events: list[Event] = Field(default_factory=list)
 
+    def to_json(self) -> str:
+        """The stored form: fields at their defaults are left out (they read back the same),
+        which keeps a typical step record a few hundred bytes smaller."""
+        return self.model_dump_json(exclude_defaults=True)
+
     @property
     def next_seq(self) -> int:
         return self.seq + max(1, len(self.events))

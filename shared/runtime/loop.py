@@ -273,8 +273,10 @@ class _Execution:
     async def _boundary(self) -> Run | None:
         """Before a model call or a tool batch: stop if fenced, cancelled or out of budget.
 
-        Limits are checked before tools too: once no further model call is allowed, running
-        the last response's tools (side effects included) would produce results nobody reads.
+        The stored cancel flag is read at both points, so a cancel sent while the model was
+        thinking stops the tools it asked for. Limits are checked before tools too: once no
+        further model call is allowed, running the last response's tools (side effects
+        included) would produce results nobody reads.
         """
         if self.lease_lost is not None:
             raise self.lease_lost
@@ -397,7 +399,10 @@ class _Execution:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._remaining()):
-                results = await asyncio.gather(*(self._run_tool(u) for u in pending))
+                if len(pending) == 1:  # the common case; skips a task per call
+                    results = [await self._run_tool(pending[0])]
+                else:
+                    results = await asyncio.gather(*(self._run_tool(u) for u in pending))
         except TimeoutError:
             raise _Timeout() from None
         elapsed = time.monotonic() - started

@@ -9,8 +9,10 @@ done, then ends the turn. Its tool_use ids depend only on the step, and ``work``
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import os
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,14 +26,20 @@ from shared.models.run import Usage
 class WorkInput(BaseModel):
     step: int
     size: int
+    incompressible: bool = False
 
 
 class EffectInput(BaseModel):
     step: int
 
 
+def random_text(size: int) -> str:
+    """``size`` characters of base64 noise: nothing to gain from compression but 6/8."""
+    return base64.b64encode(os.urandom(size))[:size].decode()
+
+
 def payload_text(step: int, size: int) -> str:
-    """``size`` characters of text that compress like prose-ish data, not like zeros."""
+    """``size`` characters of hex text: compresses about 2:1, less than prose or JSON do."""
     seed = hashlib.sha256(f"step-{step}".encode()).hexdigest()
     out: list[str] = []
     while sum(len(p) for p in out) < size:
@@ -43,6 +51,8 @@ def payload_text(step: int, size: int) -> str:
 @tool
 def work(args: WorkInput) -> str:
     """Produce this step's payload."""
+    if args.incompressible:
+        return random_text(args.size)
     return payload_text(args.step, args.size)
 
 
@@ -76,11 +86,13 @@ class LoopProvider:
         payload: int = 2000,
         latency_s: float = 0.0,
         effect_every: int = 0,
+        incompressible: bool = False,
     ) -> None:
         self.steps = steps
         self.payload = payload
         self.latency_s = latency_s
         self.effect_every = effect_every
+        self.incompressible = incompressible
         self.calls = 0
 
     def response_for(self, step: int) -> ModelResponse:
@@ -104,7 +116,11 @@ class LoopProvider:
                     "type": "tool_use",
                     "id": f"toolu_{step:04d}",
                     "name": "work",
-                    "input": {"step": step, "size": self.payload},
+                    "input": {
+                        "step": step,
+                        "size": self.payload,
+                        "incompressible": self.incompressible,
+                    },
                 }
             ]
             stop_reason = "tool_use"

@@ -88,9 +88,12 @@ async def test_started_together_exactly_one_executes(toolbox: Toolbox) -> None:
     h = _harness(toolbox)
     run_id = await h.submit()
     providers = [ScriptedProvider(responder=TURNS) for _ in range(2)]
-    outcomes = await asyncio.gather(
-        *(h.runtime(p).execute(run_id) for p in providers), return_exceptions=True
-    )
+    gate = providers[0].block_at(1)  # the first holds the lease, mid-step, when the second starts
+    first = asyncio.create_task(h.runtime(providers[0]).execute(run_id))
+    await wait_for(gate.entered)
+    second = await asyncio.gather(h.runtime(providers[1]).execute(run_id), return_exceptions=True)
+    gate.release.set()
+    outcomes = [await first, *second]
     assert sorted(type(o).__name__ for o in outcomes) == ["LeaseHeldError", "Run"]
     assert sorted(p.calls for p in providers) == [0, 4]
     await _assert_single_history(h, run_id)

@@ -20,7 +20,7 @@ def test_builtin_agents_load(registry: AgentRegistry) -> None:
     assert len(registry) == 3
     researcher = registry.get("researcher")
     assert [t.name for t in researcher.tools] == ["search_docs", "read_document", "save_report"]
-    assert researcher.models == ("claude-sonnet-4-5", "claude-haiku-4-5")
+    assert researcher.models == ("claude-sonnet-4-6", "claude-haiku-4-5")
     assert registry.get("ticket-triage").shape is Shape.SYNC
     restart = registry.get("ops-assistant").tool("restart_service")
     assert restart is not None
