@@ -47,6 +47,7 @@ from shared.runtime.state import RunState, render_input, replay, result_block
 logger = logging.getLogger("switchyard.runtime")
 
 HeartbeatHook = Callable[[Lease], Awaitable[None]]
+START_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -164,20 +165,11 @@ class _Execution:
     async def execute(self) -> Run:
         heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat-{self.run.run_id}")
         try:
-            self.state = replay(await self.journal.records(self.run.run_id))
-            self.messages = self.state.messages(self.run.input)
+            await self._load()
+            if not self.state.finished:
+                await self._announce_start()
             if self.state.finished:
                 return await self._release_finished()
-            await self._append(
-                RecordKind.STARTED,
-                lambda ev: ev.add(
-                    EventType.RUN_STATUS,
-                    status=RunStatus.RUNNING.value,
-                    step=self.state.step,
-                    resumed=self.state.step > 0,
-                    worker=self.rt.owner,
-                ),
-            )
             await self._apply_approval_decision()
             return await self._loop()
         except _Paused:
@@ -201,6 +193,37 @@ class _Execution:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+    async def _load(self) -> None:
+        self.state = replay(await self.journal.records(self.run.run_id))
+        self.messages = self.state.messages(self.run.input)
+
+    async def _announce_start(self) -> None:
+        """Journal the ``running`` event.
+
+        Our lease is the newest, so a conflict here means a predecessor whose lease expired
+        appended at the seq we read before noticing. Its record continues the same journal:
+        adopt it and try again. Conflicts after that mean this runtime is the stale one.
+        """
+        for attempt in range(START_ATTEMPTS):
+            try:
+                await self._append(
+                    RecordKind.STARTED,
+                    lambda ev: ev.add(
+                        EventType.RUN_STATUS,
+                        status=RunStatus.RUNNING.value,
+                        step=self.state.step,
+                        resumed=self.state.step > 0,
+                        worker=self.rt.owner,
+                    ),
+                )
+                return
+            except JournalConflictError:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                await self._load()
+                if self.state.finished:
+                    return
 
     async def _heartbeat(self) -> None:
         interval = self.rt.options.lease_ttl_s / 3

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
 from shared.errors import JournalConflictError, LeaseHeldError, LeaseLostError
 from shared.journal import MemoryJournal
-from shared.models.journal import RecordKind
+from shared.models.events import Event, EventType
+from shared.models.journal import JournalRecord, RecordKind
 from shared.models.run import Lease, Run, RunStatus
 from shared.runtime import RuntimeOptions
 from tests.support.runtime_kit import (
@@ -213,3 +215,37 @@ async def test_fences_grow_with_every_acquisition(toolbox: Toolbox) -> None:
     fences = [r.fence for r in await h.records(run_id) if r.kind is not RecordKind.CREATED]
     assert fences == sorted(fences)
     assert set(fences) == {1, 2}
+
+
+class SlippedInJournal(MemoryJournal):
+    """Lets a stale predecessor's append land between the new owner's read and first write."""
+
+    def __init__(self, stale: JournalRecord) -> None:
+        super().__init__()
+        self.stale: JournalRecord | None = stale
+
+    async def append(self, run_id: str, record: JournalRecord) -> None:
+        if self.stale is not None and record.kind is RecordKind.STARTED:
+            stale, self.stale = self.stale, None
+            await super().append(run_id, stale.model_copy(update={"seq": record.seq}))
+        await super().append(run_id, record)
+
+
+async def test_new_owner_adopts_a_record_a_stale_predecessor_slipped_in(toolbox: Toolbox) -> None:
+    at = datetime.now(UTC)
+    stale = JournalRecord(
+        seq=0,
+        kind=RecordKind.STARTED,
+        at=at,
+        fence=0,
+        events=[Event(seq=0, type=EventType.RUN_STATUS, at=at, data={"status": "running"})],
+    )
+    journal = SlippedInJournal(stale)
+    h = _harness(toolbox, journal)
+    run_id = await h.submit()
+    provider = ScriptedProvider(responder=TURNS)
+    run = await h.runtime(provider).execute(run_id)
+    assert run.status is RunStatus.SUCCEEDED
+    kinds = [r.kind for r in await h.records(run_id)]
+    assert kinds[:3] == [RecordKind.CREATED, RecordKind.STARTED, RecordKind.STARTED]
+    assert provider.calls == 4  # nothing was lost or repeated for the conflict
