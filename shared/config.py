@@ -29,6 +29,12 @@ class Settings(BaseModel):
     overflow_threshold_bytes: int = Field(default=350_000, gt=0, le=390_000)
     retention_days: int = Field(default=30, ge=1)
     log_level: str = "INFO"
+    # The sync shape: a run is handed to the async track at the first step boundary past the
+    # soft budget, and cut at the hard one (both below API Gateway's 30 s limit).
+    sync_soft_budget_s: float = Field(default=20.0, gt=0)
+    sync_hard_budget_s: float = Field(default=26.0, gt=0, le=28.0)
+    queue_url: str = ""
+    dlq_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,6 +53,10 @@ class Settings(BaseModel):
             "overflow_threshold_bytes": "SWITCHYARD_OVERFLOW_BYTES",
             "retention_days": "SWITCHYARD_RETENTION_DAYS",
             "log_level": "SWITCHYARD_LOG_LEVEL",
+            "sync_soft_budget_s": "SWITCHYARD_SYNC_SOFT_BUDGET_S",
+            "sync_hard_budget_s": "SWITCHYARD_SYNC_HARD_BUDGET_S",
+            "queue_url": "SWITCHYARD_QUEUE_URL",
+            "dlq_url": "SWITCHYARD_DLQ_URL",
         }
         for field_name, var in mapping.items():
             if env.get(var):

@@ -108,3 +108,31 @@ class RuntimeStateError(SwitchyardError):
     """The run is in a state that does not allow the requested action."""
 
     code = "invalid_state"
+
+
+class QueueError(SwitchyardError):
+    code = "queue_error"
+
+
+class AuthError(SwitchyardError):
+    """Missing, malformed, unknown or revoked API key."""
+
+    code = "unauthorized"
+
+
+class ConflictError(SwitchyardError):
+    """The request conflicts with the current state (idempotency key reuse, busy thread)."""
+
+    code = "conflict"
+
+
+class ValidationFailedError(SwitchyardError):
+    """A request that parses but is not acceptable (unknown field values, bad cursor...)."""
+
+    code = "invalid_request"
+
+
+class NotFoundError(SwitchyardError):
+    """Not found, or not visible to the caller's tenant (the two are indistinguishable)."""
+
+    code = "not_found"

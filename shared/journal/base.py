@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.models.events import Event
 from shared.models.journal import JournalRecord
-from shared.models.run import Lease, Run, RunError, RunStatus, Usage
+from shared.models.run import Lease, Run, RunError, RunPage, RunStatus, Usage
 
 
 class RunPatch(BaseModel):
@@ -76,3 +76,16 @@ class Journal(Protocol):
 
     async def release_lease(self, lease: Lease, patch: RunPatch | None = None) -> Run:
         """Give the run up (optionally applying ``patch`` in the same write)."""
+
+    async def list_runs(
+        self,
+        tenant: str,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        thread_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """The tenant's runs, newest first, filtered; ``cursor`` is the previous page's
+        ``next_cursor`` (opaque). A malformed cursor raises ``ValidationFailedError``."""

@@ -7,7 +7,9 @@ serialization fails here first.
 
 from __future__ import annotations
 
+import base64
 import bisect
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -19,12 +21,13 @@ from shared.errors import (
     RunExistsError,
     RunNotFoundError,
     RunStateConflictError,
+    ValidationFailedError,
 )
 from shared.journal.base import RunPatch
 from shared.journal.events import events_after
 from shared.models.events import Event
 from shared.models.journal import JournalRecord
-from shared.models.run import Lease, Run, RunStatus
+from shared.models.run import Lease, Run, RunPage, RunStatus, RunSummary
 
 
 class MemoryJournal:
@@ -164,6 +167,53 @@ class MemoryJournal:
             del self._leases[lease.run_id]
             self.writes += 1
             return run
+
+    async def list_runs(
+        self,
+        tenant: str,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        thread_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        start = decode_cursor(cursor) if cursor else None
+        with self._lock:
+            runs = [Run.model_validate_json(raw) for raw in self._runs.values()]
+        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        matching = [
+            r
+            for r in runs
+            if r.tenant == tenant
+            and (status is None or r.status is status)
+            and (agent is None or r.agent == agent)
+            and (thread_id is None or r.thread_id == thread_id)
+            and (start is None or (r.created_at.isoformat(), r.run_id) < start)
+        ]
+        page = matching[:limit]
+        more = len(matching) > limit
+        last = page[-1] if page else None
+        return RunPage(
+            runs=[RunSummary.model_validate(r.model_dump()) for r in page],
+            next_cursor=encode_cursor((last.created_at.isoformat(), last.run_id))
+            if more and last
+            else None,
+        )
+
+
+def encode_cursor(position: tuple[str, str]) -> str:
+    raw = json.dumps(list(position)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, run_id = json.loads(base64.urlsafe_b64decode(padded))
+        return str(created), str(run_id)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailedError("malformed cursor", details={"cursor": cursor}) from exc
 
 
 def _patched(run: Run, patch: RunPatch) -> Run:

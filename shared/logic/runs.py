@@ -35,6 +35,7 @@ class SubmitRun(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     budget: Budget = Field(default_factory=Budget)
     idempotency_key: str | None = None
+    webhook_url: str | None = None
 
 
 class ApprovalDecision(BaseModel):
@@ -59,6 +60,7 @@ async def submit_run(
         shape=request.shape,
         thread_id=request.thread_id,
         idempotency_key=request.idempotency_key,
+        webhook_url=request.webhook_url,
         metadata=request.metadata,
         budget=request.budget.model_dump(exclude_none=True),
         created_at=now,

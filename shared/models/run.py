@@ -87,6 +87,7 @@ class Run(BaseModel):
     status: RunStatus = RunStatus.QUEUED
     thread_id: str | None = None
     idempotency_key: str | None = None
+    webhook_url: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     budget: dict[str, float] = Field(default_factory=dict)
     steps: int = 0
@@ -105,3 +106,20 @@ class Run(BaseModel):
     @property
     def cost_usd(self) -> float:
         return self.usage.cost_usd
+
+
+class RunSummary(BaseModel):
+    """What a run list shows (the fields the tenant index carries)."""
+
+    run_id: str
+    agent: str
+    status: RunStatus
+    shape: Shape
+    thread_id: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class RunPage(BaseModel):
+    runs: list[RunSummary]
+    next_cursor: str | None = None

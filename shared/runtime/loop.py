@@ -47,6 +47,8 @@ from shared.runtime.state import RunState, render_input, replay, result_block
 logger = logging.getLogger("switchyard.runtime")
 
 HeartbeatHook = Callable[[Lease], Awaitable[None]]
+# Earlier turns of the run's thread, as Messages API messages, to put before its input.
+HistoryLoader = Callable[[Run], Awaitable[list[dict[str, Any]]]]
 START_ATTEMPTS = 3
 
 
@@ -76,6 +78,7 @@ class AgentRuntime:
         owner: str | None = None,
         secrets: Mapping[str, str] | None = None,
         on_heartbeat: HeartbeatHook | None = None,
+        history: HistoryLoader | None = None,
     ) -> None:
         self.journal = journal
         self.provider = provider
@@ -85,6 +88,7 @@ class AgentRuntime:
         self.owner = owner or f"runtime-{uuid.uuid4().hex[:12]}"
         self.secrets: Mapping[str, str] = secrets or {}
         self.on_heartbeat = on_heartbeat
+        self.history = history
         self._cancelled: set[str] = set()
         self._inflight: set[str] = set()
 
@@ -95,8 +99,12 @@ class AgentRuntime:
     def is_cancelled_locally(self, run_id: str) -> bool:
         return run_id in self._cancelled
 
-    async def execute(self, run_id: str) -> Run:
+    async def execute(self, run_id: str, *, deadline: float | None = None) -> Run:
         """Run (or resume) ``run_id`` until it finishes or pauses; return the stored run.
+
+        With ``deadline`` (a ``time.monotonic()`` instant), the run is handed back at the
+        first step boundary past it: journaled as it stands, lease released, status
+        ``queued``, for the caller to enqueue (the sync shape's promotion to async).
 
         Raises ``LeaseHeldError`` if another worker (or this one, already) is executing the
         run, and ``LeaseLostError`` or ``JournalConflictError`` if this runtime was fenced off
@@ -107,12 +115,12 @@ class AgentRuntime:
             raise LeaseHeldError(f"run {run_id} is already executing in this process")
         self._inflight.add(run_id)
         try:
-            return await self._execute(run_id)
+            return await self._execute(run_id, deadline)
         finally:
             self._inflight.discard(run_id)
             self._cancelled.discard(run_id)
 
-    async def _execute(self, run_id: str) -> Run:
+    async def _execute(self, run_id: str, deadline: float | None) -> Run:
         run = await self.journal.get_run(run_id)
         if run.status.is_terminal:
             return run
@@ -127,7 +135,7 @@ class AgentRuntime:
             run_id, self.owner, self.options.lease_ttl_s, patch=patch
         )
         run = run.model_copy(update={"started_at": run.started_at or patch.started_at})
-        return await _Execution(self, agent, run, lease).execute()
+        return await _Execution(self, agent, run, lease, deadline).execute()
 
 
 def _has_decision(run: Run) -> bool:
@@ -138,11 +146,18 @@ class _Paused(Exception):
     """Internal: the run released its lease to wait for a human."""
 
 
+class _HandedOver(Exception):
+    """Internal: the caller's deadline passed; the run goes back to the queue."""
+
+
 class _Execution:
     """One lease-holding pass over one run."""
 
-    def __init__(self, rt: AgentRuntime, agent: Agent, run: Run, lease: Lease) -> None:
+    def __init__(
+        self, rt: AgentRuntime, agent: Agent, run: Run, lease: Lease, deadline: float | None
+    ) -> None:
         self.rt = rt
+        self.deadline = deadline
         self.journal = rt.journal
         self.agent = agent
         self.run = run
@@ -174,6 +189,10 @@ class _Execution:
             return await self._loop()
         except _Paused:
             return await self.journal.get_run(self.run.run_id)
+        except _HandedOver:
+            return await self.journal.release_lease(
+                self.lease, RunPatch(status=RunStatus.QUEUED, updated_at=_utcnow())
+            )
         except (LeaseLostError, JournalConflictError):
             # Fenced off: another worker owns the run now. Touch nothing and stop.
             raise
@@ -196,7 +215,8 @@ class _Execution:
 
     async def _load(self) -> None:
         self.state = replay(await self.journal.records(self.run.run_id))
-        self.messages = self.state.messages(self.run.input)
+        earlier = await self.rt.history(self.run) if self.rt.history is not None else []
+        self.messages = earlier + self.state.messages(self.run.input)
 
     async def _announce_start(self) -> None:
         """Journal the ``running`` event.
@@ -318,6 +338,9 @@ class _Execution:
         )
         if limit is not None:
             return await self._finish(RunStatus.FAILED, error=limit)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            await self._flush_tools()
+            raise _HandedOver()
         return None
 
     def _elapsed(self) -> float:

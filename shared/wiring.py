@@ -1,0 +1,59 @@
+"""The composition root: build the Services an entry point runs on, from Settings.
+
+``backend="memory"`` for tests and single-process demos; ``"aws"`` for DynamoDB + S3 + SQS
+(real AWS, or moto through AWS_ENDPOINT_URL). Heavy modules are imported only when chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from shared.agents.registry import AgentRegistry
+from shared.config import Settings
+from shared.logic.service import CompletionHook, Services
+from shared.providers.base import Provider
+
+Backend = Literal["memory", "aws"]
+
+
+def build_services(
+    settings: Settings,
+    *,
+    backend: Backend = "aws",
+    registry: AgentRegistry | None = None,
+    secrets: Mapping[str, str] | None = None,
+    on_complete: CompletionHook | None = None,
+    owner: str | None = None,
+    offline_latency_s: float = 0.0,
+) -> Services:
+    def make_provider() -> Provider:
+        from shared.providers.factory import build_provider
+
+        return build_provider(settings, offline_latency_s=offline_latency_s)
+
+    if backend == "memory":
+        from shared.journal.memory import MemoryJournal
+        from shared.queue.memory import MemoryQueue
+        from shared.tenancy.memory import MemoryControlStore
+
+        journal, control, queue = MemoryJournal(), MemoryControlStore(), MemoryQueue()
+    else:
+        from shared.dal.sqs import SqsRunQueue
+        from shared.journal.dynamodb import DynamoJournal
+        from shared.tenancy.dynamodb import DynamoControlStore
+
+        journal = DynamoJournal.from_settings(settings)  # type: ignore[assignment]
+        control = DynamoControlStore.from_settings(settings)  # type: ignore[assignment]
+        queue = SqsRunQueue.from_settings(settings)  # type: ignore[assignment]
+    return Services(
+        settings=settings,
+        registry=registry or AgentRegistry.from_modules(settings.agent_modules),
+        journal=journal,
+        control=control,
+        queue=queue,
+        make_provider=make_provider,
+        secrets=secrets or {},
+        on_complete=on_complete,
+        owner=owner,
+    )
