@@ -1,0 +1,155 @@
+"""Logs, metrics and traces on Powertools, the same in every function and in the worker.
+
+- Logs are structured JSON. Run fields (run_id, tenant, agent, step) are attached per asyncio
+  task with Powertools' ContextVar-backed ``thread_safe_append_keys``, so a worker holding
+  hundreds of runs never mixes one run's fields into another's lines.
+- A redaction filter masks registered secret values and anything shaped like an API key
+  (``sy_…``, ``sk-ant-…``, ``Bearer …``) in every record, message and field alike.
+- Metrics go out as EMF (CloudWatch embedded metric format) under one namespace.
+- Traces: ``span(name, **annotations)`` opens an X-Ray subsegment when tracing is on (in
+  Lambda or ECS with the daemon), and costs nothing when it is off (tests, local stack).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+NAMESPACE = "Switchyard"
+MASK = "[REDACTED]"
+_KEY_SHAPES = re.compile(
+    r"(sy_[a-z0-9]{16}_[A-Za-z0-9_-]{20,})|(sk-ant-[A-Za-z0-9_-]{8,})|(Bearer\s+[A-Za-z0-9._~+/=-]{8,})"
+)
+
+_secrets: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` in every log line from now on (values under 6 characters are ignored)."""
+    if len(value) >= 6:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _KEY_SHAPES.sub(MASK, text)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Runs before formatting: scrubs the message, its args and the extra fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if record.args:
+            record.args = (
+                tuple(_scrub(a) for a in record.args)
+                if isinstance(record.args, tuple)
+                else _scrub(record.args)
+            )
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_ATTRS and isinstance(value, str | dict | list):
+                setattr(record, name, _scrub(value))
+        return True
+
+
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})))
+
+_loggers: dict[str, Logger] = {}
+
+
+def get_logger(service: str, *, level: str | None = None) -> Logger:
+    """One Powertools logger per service name, with the redaction filter attached."""
+    logger = _loggers.get(service)
+    if logger is None:
+        logger = Logger(service=service, level=level or os.environ.get("SWITCHYARD_LOG_LEVEL"))
+        for handler in logger.handlers:
+            handler.addFilter(RedactingFilter())
+        logger.addFilter(RedactingFilter())
+        _loggers[service] = logger
+    return logger
+
+
+def bind_run(logger: Logger, *, run_id: str, tenant: str, agent: str, step: int = 0) -> None:
+    """Attach the run's fields to every line logged from the current task from now on."""
+    logger.thread_safe_append_keys(run_id=run_id, tenant=tenant, agent=agent, step=step)
+
+
+def bind_step(logger: Logger, step: int) -> None:
+    logger.thread_safe_append_keys(step=step)
+
+
+def new_metrics(service: str) -> Metrics:
+    return Metrics(
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE), service=service
+    )
+
+
+def count(metrics: Metrics, name: str, *, value: float = 1, **dimensions: str) -> None:
+    """Emit one metric now, with its own dimensions (an EMF line of its own)."""
+    with metrics_single(metrics, name, MetricUnit.Count, value, dimensions):
+        pass
+
+
+def milliseconds(metrics: Metrics, name: str, value: float, **dimensions: str) -> None:
+    with metrics_single(metrics, name, MetricUnit.Milliseconds, value, dimensions):
+        pass
+
+
+@contextlib.contextmanager
+def metrics_single(
+    metrics: Metrics, name: str, unit: MetricUnit, value: float, dimensions: dict[str, str]
+) -> Iterator[None]:
+    with metrics.single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as m:
+        for key, dim in dimensions.items():
+            m.add_dimension(name=key, value=dim)
+        yield
+
+
+class Spans:
+    """Trace subsegments around model calls, tool calls and journal writes."""
+
+    def __init__(self, service: str, *, enabled: bool | None = None) -> None:
+        disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true")
+        in_aws = bool(
+            os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+            or os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+        )
+        self.enabled = (in_aws and not disabled) if enabled is None else enabled
+        self._tracer: Any = None
+        if self.enabled:
+            from aws_lambda_powertools import Tracer
+
+            self._tracer = Tracer(service=service)
+
+    @contextlib.contextmanager
+    def span(self, name: str, **annotations: str | int | float | bool) -> Iterator[None]:
+        if self._tracer is None:
+            yield
+            return
+        with self._tracer.provider.in_subsegment(name) as subsegment:
+            for key, value in annotations.items():
+                subsegment.put_annotation(key=key, value=value)
+            yield
+
+
+NO_SPANS = Spans("switchyard", enabled=False)
