@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 NAMESPACE = "Switchyard"
 MASK = "[REDACTED]"
@@ -119,7 +119,7 @@ def milliseconds(metrics: Metrics, name: str, value: float, **dimensions: str) -
 def metrics_single(
     metrics: Metrics, name: str, unit: MetricUnit, value: float, dimensions: dict[str, str]
 ) -> Iterator[None]:
-    with metrics.single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as m:
+    with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as m:
         for key, dim in dimensions.items():
             m.add_dimension(name=key, value=dim)
         yield
