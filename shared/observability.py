@@ -17,10 +17,13 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from shared.models.run import Run, Usage
 
 NAMESPACE = "Switchyard"
 MASK = "[REDACTED]"
@@ -153,3 +156,67 @@ class Spans:
 
 
 NO_SPANS = Spans("switchyard", enabled=False)
+
+
+class PowertoolsObserver:
+    """The runtime's observer: one log line and a few EMF metrics per run event.
+
+    Every line of a run carries run_id, tenant, agent and step (bound per asyncio task).
+    """
+
+    def __init__(self, service: str, *, spans: Spans | None = None) -> None:
+        self.logger = get_logger(service)
+        self.metrics = new_metrics(service)
+        self.spans = spans or Spans(service)
+
+    def run_started(self, run: Run, *, step: int, resumed: bool) -> None:
+        bind_run(self.logger, run_id=run.run_id, tenant=run.tenant, agent=run.agent, step=step)
+        self.logger.info("run resumed" if resumed else "run started")
+        count(self.metrics, "RunsStarted", agent=run.agent)
+        if not resumed:
+            wait_ms = (datetime.now(UTC) - run.created_at).total_seconds() * 1000
+            milliseconds(self.metrics, "QueueWait", wait_ms, agent=run.agent)
+
+    def step_completed(
+        self, run: Run, *, step: int, model: str, latency_ms: float, usage: Usage
+    ) -> None:
+        bind_step(self.logger, step)
+        self.logger.info(
+            "step completed",
+            extra={
+                "model": model,
+                "latency_ms": round(latency_ms, 1),
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_usd": usage.cost_usd,
+            },
+        )
+        count(self.metrics, "Steps", agent=run.agent)
+        milliseconds(self.metrics, "StepLatency", latency_ms, agent=run.agent)
+        count(self.metrics, "InputTokens", value=usage.input_tokens, agent=run.agent)
+        count(self.metrics, "OutputTokens", value=usage.output_tokens, agent=run.agent)
+
+    def tool_completed(
+        self, run: Run, *, step: int, name: str, latency_ms: float, is_error: bool
+    ) -> None:
+        self.logger.info(
+            "tool completed",
+            extra={"tool": name, "latency_ms": round(latency_ms, 1), "is_error": is_error},
+        )
+
+    def run_stopped(self, run: Run) -> None:
+        self.logger.info(
+            "run stopped",
+            extra={"status": run.status.value, "error_code": run.error.code if run.error else None},
+        )
+        if run.status.is_terminal:
+            metric = {"succeeded": "RunsSucceeded", "failed": "RunsFailed"}.get(
+                run.status.value, "RunsCancelled"
+            )
+            count(self.metrics, metric, agent=run.agent)
+        self.logger.thread_safe_remove_keys(["run_id", "tenant", "agent", "step"])
+
+    def span(
+        self, name: str, **annotations: str | int | float | bool
+    ) -> contextlib.AbstractContextManager[None]:
+        return self.spans.span(name, **annotations)

@@ -13,6 +13,7 @@ from shared.agents.registry import AgentRegistry
 from shared.config import Settings
 from shared.logic.service import CompletionHook, Services
 from shared.providers.base import Provider
+from shared.runtime.observer import RunObserver
 
 Backend = Literal["memory", "aws"]
 
@@ -26,7 +27,11 @@ def build_services(
     on_complete: CompletionHook | None = None,
     owner: str | None = None,
     offline_latency_s: float = 0.0,
+    service_name: str | None = None,
 ) -> Services:
+    """``service_name`` (e.g. "api", "worker") turns on Powertools logs, metrics and traces
+    for the runs this process executes; without it the runtime reports nothing."""
+
     def make_provider() -> Provider:
         from shared.providers.factory import build_provider
 
@@ -56,4 +61,13 @@ def build_services(
         secrets=secrets or {},
         on_complete=on_complete,
         owner=owner,
+        observer=_observer(service_name),
     )
+
+
+def _observer(service_name: str | None) -> RunObserver | None:
+    if service_name is None:
+        return None
+    from shared.observability import PowertoolsObserver
+
+    return PowertoolsObserver(service_name)

@@ -44,6 +44,7 @@ from shared.models.run import Run, RunPage, RunStatus, Shape
 from shared.providers.base import Provider
 from shared.queue.base import RunMessage, RunQueue
 from shared.runtime import AgentRuntime, RuntimeOptions
+from shared.runtime.observer import RunObserver
 from shared.runtime.state import replay
 from shared.tenancy.base import ControlStore, IdempotencyRecord
 
@@ -66,6 +67,7 @@ class Services:
     secrets: Mapping[str, str] = field(default_factory=dict)
     on_complete: CompletionHook | None = None
     owner: str | None = None
+    observer: RunObserver | None = None
     _runtime: AgentRuntime | None = None
 
     def runtime(self) -> AgentRuntime:
@@ -78,6 +80,7 @@ class Services:
                 owner=self.owner,
                 secrets=self.secrets,
                 history=ThreadHistory(self.journal, self.control).load,
+                observer=self.observer,
             )
         return self._runtime
 

@@ -41,6 +41,7 @@ from shared.providers.base import Provider
 from shared.providers.pricing import PriceTable, price_usage
 from shared.runtime.events import EventBuilder, preview
 from shared.runtime.limits import exceeded, timeout_error
+from shared.runtime.observer import NullObserver, RunObserver
 from shared.runtime.redact import Redactor
 from shared.runtime.state import RunState, render_input, replay, result_block
 
@@ -79,6 +80,7 @@ class AgentRuntime:
         secrets: Mapping[str, str] | None = None,
         on_heartbeat: HeartbeatHook | None = None,
         history: HistoryLoader | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         self.journal = journal
         self.provider = provider
@@ -89,6 +91,7 @@ class AgentRuntime:
         self.secrets: Mapping[str, str] = secrets or {}
         self.on_heartbeat = on_heartbeat
         self.history = history
+        self.observer: RunObserver = observer or NullObserver()
         self._cancelled: set[str] = set()
         self._inflight: set[str] = set()
 
@@ -115,7 +118,9 @@ class AgentRuntime:
             raise LeaseHeldError(f"run {run_id} is already executing in this process")
         self._inflight.add(run_id)
         try:
-            return await self._execute(run_id, deadline)
+            result = await self._execute(run_id, deadline)
+            self.observer.run_stopped(result)
+            return result
         finally:
             self._inflight.discard(run_id)
             self._cancelled.discard(run_id)
@@ -174,6 +179,7 @@ class _Execution:
         self.elapsed_before = max(0.0, since_start - run.paused_s)
         self.redactor = Redactor(rt.secrets.values())
         self.tool_specs = [t.spec() for t in agent.tools]
+        self.last_model_ms = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -183,6 +189,9 @@ class _Execution:
             await self._load()
             if not self.state.finished:
                 await self._announce_start()
+                self.rt.observer.run_started(
+                    self.run, step=self.state.step, resumed=self.state.step > 0
+                )
             if self.state.finished:
                 return await self._release_finished()
             await self._apply_approval_decision()
@@ -363,8 +372,12 @@ class _Execution:
                 max_tokens=max(1, min(self.limits.max_tokens_per_call, remaining_tokens)),
             )
             try:
-                async with asyncio.timeout(self._remaining()):
-                    return await self.rt.provider.complete(request)
+                started = time.monotonic()
+                with self.rt.observer.span("model_call", model=model, step=self.state.step + 1):
+                    async with asyncio.timeout(self._remaining()):
+                        response = await self.rt.provider.complete(request)
+                self.last_model_ms = (time.monotonic() - started) * 1000
+                return response
             except ProviderOverloadedError as exc:
                 # Fall back along the agent's model chain; every step records who served it.
                 last_error = exc
@@ -426,6 +439,9 @@ class _Execution:
         )
         self.unjournaled = []
         self.messages.append({"role": "assistant", "content": response.content})
+        self.rt.observer.step_completed(
+            self.run, step=step, model=response.model, latency_ms=self.last_model_ms, usage=usage
+        )
         if final:
             return await self._release_finished()
         return None
@@ -516,14 +532,29 @@ class _Execution:
             idempotency_key=key,
             _secrets=self.rt.secrets,
         )
+        started = time.monotonic()
+        outcome: ToolResult | None = None
         try:
-            return result(await tool.invoke(raw_input, ctx))
+            with self.rt.observer.span("tool_call", tool=tool.name, step=step):
+                outcome = result(await tool.invoke(raw_input, ctx))
+            return outcome
         except SwitchyardError as exc:
             detail = f"{exc.message}: {exc.details}" if exc.details else exc.message
-            return result(f"Error: {detail}", is_error=True)
+            outcome = result(f"Error: {detail}", is_error=True)
+            return outcome
         except Exception as exc:
             # The model sees the failure and may recover; the message is scrubbed of secrets.
-            return result(f"Error: {type(exc).__name__}: {exc}", is_error=True)
+            outcome = result(f"Error: {type(exc).__name__}: {exc}", is_error=True)
+            return outcome
+        finally:
+            if outcome is not None:
+                self.rt.observer.tool_completed(
+                    self.run,
+                    step=step,
+                    name=tool.name,
+                    latency_ms=(time.monotonic() - started) * 1000,
+                    is_error=outcome.is_error,
+                )
 
     # ---- approval --------------------------------------------------------------------------
 
@@ -628,7 +659,8 @@ class _Execution:
             events=builder.events,
             **fields,
         )
-        await self.journal.append(self.run.run_id, record)
+        with self.rt.observer.span("journal_append", kind=kind.value, seq=record.seq):
+            await self.journal.append(self.run.run_id, record)
         self.state.apply(record)
 
 

@@ -1,0 +1,54 @@
+"""What the runtime reports as a run progresses (logs, metrics, traces hang off this).
+
+The runtime calls these hooks; ``shared.observability.PowertoolsObserver`` turns them into
+structured logs and EMF metrics. Keeping it an interface keeps Powertools out of the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Protocol
+
+from shared.models.run import Run, Usage
+
+
+class RunObserver(Protocol):
+    def run_started(self, run: Run, *, step: int, resumed: bool) -> None: ...
+
+    def step_completed(
+        self, run: Run, *, step: int, model: str, latency_ms: float, usage: Usage
+    ) -> None: ...
+
+    def tool_completed(
+        self, run: Run, *, step: int, name: str, latency_ms: float, is_error: bool
+    ) -> None: ...
+
+    def run_stopped(self, run: Run) -> None:
+        """An execution returned: ``run`` as stored (finished, paused or handed back)."""
+
+    def span(
+        self, name: str, **annotations: str | int | float | bool
+    ) -> contextlib.AbstractContextManager[None]: ...
+
+
+class NullObserver:
+    def run_started(self, run: Run, *, step: int, resumed: bool) -> None:
+        return None
+
+    def step_completed(
+        self, run: Run, *, step: int, model: str, latency_ms: float, usage: Usage
+    ) -> None:
+        return None
+
+    def tool_completed(
+        self, run: Run, *, step: int, name: str, latency_ms: float, is_error: bool
+    ) -> None:
+        return None
+
+    def run_stopped(self, run: Run) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def span(self, name: str, **annotations: str | int | float | bool) -> Iterator[None]:
+        yield
