@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from shared.providers.offline import OfflineProvider
 from shared.runtime import AgentRuntime
 
 
-def _lines(out: str) -> list[dict[str, object]]:
+def _lines(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
