@@ -11,11 +11,23 @@ creation time as a fixed-width UTC timestamp, then ``#run_id``) lists a tenant's
 first. It projects only small attributes that rarely change, so the frequent writes to the run
 item (lease renewals, step counters, usage) never write to the index.
 
+The control store (``shared.tenancy.dynamodb``) keeps its items in the same table, one per
+partition, none carrying the index keys (so none ever appears in ``by_tenant``):
+
+- ``APIKEY#{key_id}`` / ``KEY``: an API key record (its hash, never the key);
+- ``IDEM#{tenant}#{sha256(idempotency key)}`` / ``IDEM``: the run an Idempotency-Key made;
+- ``THREAD#{tenant}#{thread_id}`` / ``THREAD``: a thread's run ids in submission order
+  (``runs``) and how many of them have finished (``finished``).
+
+A ``#`` or ``%`` in a tenant is percent-escaped inside these keys, so distinct (tenant, id)
+pairs never share a key.
+
 ``expires_at`` (epoch seconds) is the TTL attribute; billing is on demand.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +55,10 @@ _SEQ_DIGITS = 12
 RECORD_SK_MIN = RECORD_PREFIX + "0" * _SEQ_DIGITS
 RECORD_SK_MAX = RECORD_PREFIX + "9" * _SEQ_DIGITS
 
+API_KEY_SK = "KEY"
+IDEMPOTENCY_SK = "IDEM"
+THREAD_SK = "THREAD"
+
 
 def run_pk(run_id: str) -> str:
     return f"RUN#{run_id}"
@@ -62,6 +78,24 @@ def created_key(created_at: datetime, run_id: str) -> str:
     """Sort key of the by_tenant index: fixed-width UTC time, so strings sort by time."""
     at = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
     return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{run_id}"
+
+
+def api_key_pk(key_id: str) -> str:
+    return f"APIKEY#{key_id}"
+
+
+def idempotency_pk(tenant: str, key: str) -> str:
+    """The key is hashed: it is the client's string, of any length and content."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return f"IDEM#{_escape(tenant)}#{digest}"
+
+
+def thread_pk(tenant: str, thread_id: str) -> str:
+    return f"THREAD#{_escape(tenant)}#{thread_id}"
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace("#", "%23")
 
 
 def table_definition(name: str) -> dict[str, Any]:
@@ -126,9 +160,11 @@ def create_bucket(client: Any, name: str) -> None:
 
 
 __all__ = [
+    "API_KEY_SK",
     "BY_TENANT",
     "BY_TENANT_PROJECTION",
     "CREATED",
+    "IDEMPOTENCY_SK",
     "PK",
     "RECORD_PREFIX",
     "RECORD_SK_MAX",
@@ -136,12 +172,16 @@ __all__ = [
     "RUN_SK",
     "SK",
     "TENANT_PK",
+    "THREAD_SK",
     "TTL_ATTRIBUTE",
+    "api_key_pk",
     "create_bucket",
     "create_table",
     "created_key",
+    "idempotency_pk",
     "record_sk",
     "run_pk",
     "table_definition",
     "tenant_pk",
+    "thread_pk",
 ]

@@ -13,6 +13,11 @@ Writes and their cost:
   UpdateItem each, the patch applied in the same write as the lease change.
 - Payloads that would make an item too big cost one S3 PutObject more (never a failure).
 
+Reads: ``list_runs`` queries the ``by_tenant`` index newest first. The status, agent and
+thread_id filters apply to the items each Query page returns (DynamoDB reads them either way),
+and pages are read until ``limit`` runs match (plus one, to know whether a next page exists)
+or the tenant's index is exhausted. The cursor is the index position of the page's last run.
+
 Payload encoding: a record's body is its JSON, zlib-compressed when that is smaller, stored as
 a Binary attribute inside a small map ``{"enc": "raw"|"zlib", "data": <bytes>}``. When the
 stored bytes exceed ``overflow_threshold_bytes`` they go to S3 under their content hash and
@@ -34,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import threading
 import time
 import zlib
@@ -46,6 +52,8 @@ from shared.config import Settings
 from shared.dal.dynamodb import ConditionFailedError, Item, Put, RunTable
 from shared.dal.s3 import BlobStore
 from shared.dal.schema import (
+    BY_TENANT,
+    BY_TENANT_PROJECTION,
     CREATED,
     PK,
     RECORD_SK_MAX,
@@ -67,12 +75,14 @@ from shared.errors import (
     RunExistsError,
     RunNotFoundError,
     RunStateConflictError,
+    ValidationFailedError,
 )
 from shared.journal.base import RunPatch
 from shared.journal.events import events_after
+from shared.journal.memory import decode_cursor, encode_cursor
 from shared.models.events import Event
 from shared.models.journal import JournalRecord
-from shared.models.run import Lease, Run, RunStatus
+from shared.models.run import Lease, Run, RunPage, RunStatus, RunSummary
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -87,6 +97,11 @@ NEXT_SEQ = "next_seq"
 DAY_S = 86_400
 DEFAULT_MAX_WORKERS = 32
 DEFAULT_BLOB_CACHE_BYTES = 32 * 1024 * 1024
+# Index items a filtered list_runs reads per Query page, at least (unfiltered: limit + 1).
+DEFAULT_LIST_PAGE_ITEMS = 100
+# The time part of the index sort key ``created`` (see ``shared.dal.schema.created_key``).
+_CREATED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_SORT_KEY_MAX_BYTES = 1024
 
 # Free-form run fields and the share of the overflow threshold each may keep inline.
 RUN_FIELD_SHARES: Mapping[str, float] = {
@@ -105,6 +120,35 @@ _NULLABLE = frozenset(
 )
 
 
+class BlockingCalls:
+    """Runs blocking (boto3) calls off the event loop, in a thread pool of their own.
+
+    ``await calls(fn, *args)`` runs ``fn`` in ``executor`` (one is created, and owned, when
+    none is given). Shared by the DynamoDB backends (journal, control store).
+    """
+
+    def __init__(
+        self,
+        executor: Executor | None = None,
+        *,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        thread_name_prefix: str = "dynamodb",
+    ) -> None:
+        self._owns_executor = executor is None
+        self._executor: Executor = executor or ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix=thread_name_prefix
+        )
+
+    async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Stop the thread pool (if this object created it)."""
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
+
+
 class DynamoJournal:
     """``Journal`` on one DynamoDB table (``RunTable``) with S3 overflow (``BlobStore``)."""
 
@@ -119,19 +163,20 @@ class DynamoJournal:
         executor: Executor | None = None,
         max_workers: int = DEFAULT_MAX_WORKERS,
         blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES,
+        list_page_items: int = DEFAULT_LIST_PAGE_ITEMS,
     ) -> None:
         if overflow_threshold_bytes <= 0:
             raise ValueError("overflow_threshold_bytes must be positive")
+        if list_page_items <= 0:
+            raise ValueError("list_page_items must be positive")
         self.table = table
         self.blobs = blobs
         self.overflow_threshold_bytes = overflow_threshold_bytes
         self.retention_days = retention_days
         self._clock = clock
-        self._owns_executor = executor is None
-        self._executor: Executor = executor or ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="journal"
-        )
+        self._io = BlockingCalls(executor, max_workers=max_workers, thread_name_prefix="journal")
         self._cache = _BlobCache(blob_cache_bytes)
+        self.list_page_items = list_page_items
 
     @classmethod
     def from_settings(
@@ -160,12 +205,7 @@ class DynamoJournal:
 
     def close(self) -> None:
         """Stop the thread pool (if this journal created it)."""
-        if self._owns_executor:
-            self._executor.shutdown(wait=True)
-
-    async def _io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        self._io.close()
 
     # ---- the Journal protocol --------------------------------------------------------------
 
@@ -206,6 +246,28 @@ class DynamoJournal:
 
     async def release_lease(self, lease: Lease, patch: RunPatch | None = None) -> Run:
         return await self._io(self._release_lease, lease, patch)
+
+    async def list_runs(
+        self,
+        tenant: str,
+        *,
+        status: RunStatus | None = None,
+        agent: str | None = None,
+        thread_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        after = _created_from_cursor(cursor) if cursor else None
+        if limit <= 0:
+            return RunPage(runs=[])
+        wanted: dict[str, str] = {}
+        if status is not None:
+            wanted["status"] = status.value
+        if agent is not None:
+            wanted["agent"] = agent
+        if thread_id is not None:
+            wanted["thread_id"] = thread_id
+        return await self._io(self._list_runs, tenant, wanted, limit, after)
 
     # ---- blocking implementations (run in the executor) -------------------------------------
 
@@ -413,6 +475,47 @@ class DynamoJournal:
             _check_lease(lease.run_id, self._failed_item(lease.run_id, exc), lease)
             raise JournalError(f"run {lease.run_id}: conditional update failed, retry") from exc
 
+    def _list_runs(
+        self, tenant: str, wanted: Mapping[str, str], limit: int, after: str | None
+    ) -> RunPage:
+        partition = tenant_pk(tenant)
+        start_key: Item | None = None
+        if after is not None:
+            # The index position of the previous page's last run: the index keys and the
+            # table keys of its run item.
+            run_id = after.partition("#")[2]
+            start_key = {PK: run_pk(run_id), SK: RUN_SK, TENANT_PK: partition, CREATED: after}
+        page_items = limit + 1 if not wanted else max(limit + 1, self.list_page_items)
+        found: list[Item] = []  # up to limit + 1 matches: the extra one says "there is more"
+        while len(found) <= limit:
+            items, start_key = self.table.query_page(
+                TENANT_PK,
+                partition,
+                index=BY_TENANT,
+                forward=False,
+                limit=page_items,
+                start_key=start_key,
+            )
+            for item in items:
+                if all(item.get(name) == value for name, value in wanted.items()):
+                    found.append(item)
+                    if len(found) > limit:
+                        break
+            if start_key is None:
+                break
+        page = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            time_part, _, run_id = str(page[-1][CREATED]).partition("#")
+            next_cursor = encode_cursor((time_part, run_id))
+        return RunPage(
+            runs=[
+                RunSummary.model_validate({n: i[n] for n in BY_TENANT_PROJECTION if n in i})
+                for i in page
+            ],
+            next_cursor=next_cursor,
+        )
+
     # ---- helpers ---------------------------------------------------------------------------
 
     def _now_ms(self) -> int:
@@ -496,6 +599,20 @@ class DynamoJournal:
         if enc == "raw":
             return body
         raise JournalError(f"unknown payload encoding {enc!r}")
+
+
+def _created_from_cursor(cursor: str) -> str:
+    """The index sort key a ``list_runs`` cursor points at; ``ValidationFailedError`` if the
+    cursor is not one this backend made."""
+    time_part, run_id = decode_cursor(cursor)
+    created = f"{time_part}#{run_id}"
+    if (
+        not _CREATED_TIME.fullmatch(time_part)
+        or not run_id
+        or len(created.encode("utf-8")) > _SORT_KEY_MAX_BYTES
+    ):
+        raise ValidationFailedError("malformed cursor", details={"cursor": cursor})
+    return created
 
 
 def _run_key(run_id: str) -> dict[str, str]:
@@ -587,4 +704,4 @@ class _BlobCache:
                 self._bytes -= len(evicted)
 
 
-__all__ = ["RUN_FIELD_SHARES", "DynamoJournal"]
+__all__ = ["RUN_FIELD_SHARES", "BlockingCalls", "DynamoJournal"]

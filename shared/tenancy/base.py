@@ -70,7 +70,8 @@ class ControlStore(Protocol):
 
     # ---- idempotency -----------------------------------------------------------------------
     async def claim_idempotency(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
-        """Store ``record`` unless (tenant, key) exists; return the existing one if it does."""
+        """Store ``record`` unless (tenant, key) exists; return the existing one if it does.
+        Records are kept for at least 24 hours (the DynamoDB backend expires them after)."""
 
     # ---- threads ---------------------------------------------------------------------------
     # Thread ids are per tenant: two tenants may use the same id without ever meeting.
@@ -80,10 +81,12 @@ class ControlStore(Protocol):
         self, tenant: str, thread_id: str, run_id: str, *, only_if_idle: bool, at: datetime
     ) -> ThreadRecord:
         """Append ``run_id`` (creating the thread). ``ConflictError`` if ``only_if_idle`` and
-        an earlier run has not finished."""
+        an earlier run has not finished. Adding a run already on the thread returns the thread
+        unchanged (a retried submit must neither duplicate nor refuse its own run)."""
 
     async def finish_thread_run(
         self, tenant: str, thread_id: str, run_id: str, at: datetime
     ) -> ThreadRecord:
         """Mark the active run finished, letting the next one start. No-op if ``run_id`` is
-        not the active run (already advanced: finishing is idempotent)."""
+        not the active run (already advanced: finishing is idempotent). ``NotFoundError`` for
+        an unknown thread."""

@@ -55,6 +55,8 @@ class MemoryControlStore:
             thread = self._threads.get((tenant, thread_id)) or ThreadRecord(
                 thread_id=thread_id, tenant=tenant, created_at=at, updated_at=at
             )
+            if run_id in thread.runs:
+                return thread  # an idempotent retry: already added
             if only_if_idle and thread.busy:
                 raise ConflictError(
                     f"thread {thread_id} has a run in progress",

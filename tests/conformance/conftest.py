@@ -1,6 +1,7 @@
-"""Fixtures of the journal conformance suite: one ``journal`` per backend, a controllable clock.
+"""Fixtures of the conformance suites: one ``journal`` and one ``control`` store per backend,
+a controllable clock.
 
-The DynamoDB backend runs on moto in-process, with its table and bucket created by
+The DynamoDB backends run on moto in-process, with the table and bucket created by
 ``shared.dal.schema`` exactly as the dev stack creates them.
 """
 
@@ -21,6 +22,9 @@ from shared.dal.schema import RUN_SK, SK, create_bucket, create_table, record_sk
 from shared.journal.base import Journal
 from shared.journal.dynamodb import DynamoJournal
 from shared.journal.memory import MemoryJournal
+from shared.tenancy.base import ControlStore
+from shared.tenancy.dynamodb import DynamoControlStore
+from shared.tenancy.memory import MemoryControlStore
 
 REGION = "us-east-1"
 TABLE = "switchyard-test"
@@ -132,3 +136,28 @@ def backend(request: pytest.FixtureRequest, clock: Clock) -> Iterator[Backend]:
 @pytest.fixture
 def journal(backend: Backend) -> Journal:
     return backend.journal
+
+
+@dataclass
+class ControlBackend:
+    name: str
+    store: ControlStore
+    aws: Aws | None = None
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def control_backend(request: pytest.FixtureRequest) -> Iterator[ControlBackend]:
+    if request.param == "memory":
+        yield ControlBackend("memory", MemoryControlStore())
+        return
+    aws: Aws = request.getfixturevalue("aws")
+    store = DynamoControlStore(aws.table, max_workers=8)
+    try:
+        yield ControlBackend("dynamodb", store, aws)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def control(control_backend: ControlBackend) -> ControlStore:
+    return control_backend.store

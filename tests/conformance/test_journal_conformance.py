@@ -2,7 +2,7 @@
 
 Each test in the parametrized part runs once per backend (``memory``, ``dynamodb`` on moto);
 the last section checks what only the DynamoDB layout promises (item sizes, S3 content keys,
-TTL, the tenant index, one request per write).
+TTL, the tenant index and its paging, one request per write).
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ from shared.errors import (
     RunExistsError,
     RunNotFoundError,
     RunStateConflictError,
+    ValidationFailedError,
 )
 from shared.ids import new_run_id
 from shared.journal.base import Journal, RunPatch
 from shared.journal.dynamodb import DynamoJournal
+from shared.journal.memory import encode_cursor
 from shared.logic.runs import SubmitRun, submit_run
 from shared.models.events import Event, EventType
 from shared.models.journal import JournalRecord, RecordKind, ToolResult
-from shared.models.run import Lease, Run, RunError, RunStatus, Usage
+from shared.models.run import Lease, Run, RunError, RunPage, RunStatus, RunSummary, Shape, Usage
 from shared.providers.offline import OfflineProvider
 from shared.runtime import AgentRuntime
 from tests.conformance.conftest import BUCKET, REGION, T0, TABLE, Aws, Backend, Clock
@@ -529,6 +531,174 @@ def _assert_content_addressed(aws: Aws, key: str) -> None:
     assert key == f"blobs/{hashlib.sha256(data).hexdigest()}"
 
 
+# ---- list_runs -----------------------------------------------------------------------------
+
+
+def summary(run: Run) -> RunSummary:
+    return RunSummary.model_validate(run.model_dump())
+
+
+async def _listed_runs(journal: Journal) -> list[Run]:
+    """Runs of two tenants with a mix of agents, statuses and threads, as stored. Creation
+    times are shuffled against creation order, and two runs share a creation time."""
+    specs: list[dict[str, Any]] = [
+        {"minute": 3, "agent": "researcher", "thread_id": "t-1"},
+        {"minute": 0, "agent": "writer", "thread_id": None, "shape": Shape.SYNC},
+        {"minute": 7, "agent": "researcher", "thread_id": "t-2"},
+        {"minute": 5, "agent": "writer", "thread_id": "t-1"},
+        {"minute": 1, "agent": "researcher", "thread_id": None},
+        {"minute": 5, "agent": "researcher", "thread_id": "t-2"},
+        {"minute": 2, "agent": "writer", "thread_id": "t-1"},
+        {"minute": 9, "agent": "researcher", "thread_id": "t-1"},
+    ]
+    runs: list[Run] = []
+    for i, spec in enumerate(specs):
+        at = AT + timedelta(minutes=spec.pop("minute"))
+        run = await created(journal, created_at=at, updated_at=at, **spec)
+        # Statuses move on after creation: the list must show them as they are now.
+        if i % 3 == 1:
+            run = await journal.update_run(
+                run.run_id,
+                RunPatch(status=RunStatus.SUCCEEDED, finished_at=at + timedelta(seconds=30)),
+                lease=None,
+            )
+        elif i % 3 == 2:
+            run = await journal.update_run(
+                run.run_id, RunPatch(status=RunStatus.RUNNING), lease=None
+            )
+        runs.append(run)
+    # Another tenant, with the same agents and thread ids, interleaved in time.
+    for minute in (4, 6, 8):
+        at = AT + timedelta(minutes=minute)
+        await created(journal, tenant="globex", created_at=at, thread_id="t-1")
+    return runs
+
+
+def _newest_first(runs: list[Run]) -> list[Run]:
+    return sorted(runs, key=lambda r: (r.created_at, r.run_id), reverse=True)
+
+
+async def _all_pages(journal: Journal, tenant: str, limit: int, **filters: Any) -> list[RunPage]:
+    pages = [await journal.list_runs(tenant, limit=limit, **filters)]
+    while pages[-1].next_cursor is not None:
+        assert len(pages) <= 20, "the cursor does not advance"
+        cursor = pages[-1].next_cursor
+        pages.append(await journal.list_runs(tenant, limit=limit, cursor=cursor, **filters))
+    return pages
+
+
+async def test_list_runs_newest_first_as_they_are_now(journal: Journal) -> None:
+    runs = await _listed_runs(journal)
+    page = await journal.list_runs("acme", limit=100)
+    assert page.runs == [summary(r) for r in _newest_first(runs)]
+    assert page.next_cursor is None
+    created_times = [r.created_at for r in page.runs]
+    assert created_times == sorted(created_times, reverse=True)
+    assert {r.status for r in page.runs} == {
+        RunStatus.QUEUED,
+        RunStatus.SUCCEEDED,
+        RunStatus.RUNNING,
+    }
+    assert await journal.list_runs("initech") == RunPage(runs=[])
+
+
+async def test_list_runs_filters(journal: Journal) -> None:
+    runs = _newest_first(await _listed_runs(journal))
+    cases: list[dict[str, Any]] = [
+        {"status": RunStatus.SUCCEEDED},
+        {"status": RunStatus.QUEUED},
+        {"status": RunStatus.CANCELLED},
+        {"agent": "writer"},
+        {"thread_id": "t-1"},
+        {"thread_id": "t-2", "status": RunStatus.RUNNING},
+        {"agent": "researcher", "thread_id": "t-1", "status": RunStatus.QUEUED},
+        {"agent": "nobody"},
+    ]
+    for filters in cases:
+        expected = [
+            summary(r)
+            for r in runs
+            if all(getattr(r, name) == value for name, value in filters.items())
+        ]
+        page = await journal.list_runs("acme", limit=100, **filters)
+        assert page.runs == expected, filters
+        assert page.next_cursor is None, filters
+    # A filter sees the run as it is now, not as it was created.
+    moved = next(r for r in runs if r.status is RunStatus.QUEUED)
+    finished_at = AT + timedelta(hours=1)
+    await journal.update_run(
+        moved.run_id,
+        RunPatch(status=RunStatus.FAILED, finished_at=finished_at),
+        lease=None,
+    )
+    failed = await journal.list_runs("acme", status=RunStatus.FAILED)
+    assert [(r.run_id, r.finished_at) for r in failed.runs] == [(moved.run_id, finished_at)]
+    queued = await journal.list_runs("acme", status=RunStatus.QUEUED, limit=100)
+    assert moved.run_id not in [r.run_id for r in queued.runs]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 8, 9])
+async def test_list_runs_pages_visit_each_run_once(journal: Journal, limit: int) -> None:
+    runs = _newest_first(await _listed_runs(journal))
+    cases: list[dict[str, Any]] = [{}, {"agent": "researcher"}, {"thread_id": "t-1"}]
+    for filters in cases:
+        expected = [
+            summary(r)
+            for r in runs
+            if all(getattr(r, name) == value for name, value in filters.items())
+        ]
+        pages = await _all_pages(journal, "acme", limit, **filters)
+        assert [r for p in pages for r in p.runs] == expected, filters
+        # Full pages until the last; no empty page after an exact fit.
+        assert [len(p.runs) for p in pages[:-1]] == [limit] * (len(pages) - 1), filters
+        assert 0 < len(pages[-1].runs) <= limit, filters
+        assert len(pages) == -(-len(expected) // limit), filters
+
+
+async def test_list_runs_cursor_keeps_its_position_as_runs_arrive(journal: Journal) -> None:
+    runs = _newest_first(await _listed_runs(journal))
+    first = await journal.list_runs("acme", limit=3)
+    newer = await created(journal, created_at=AT + timedelta(hours=1))
+    rest = await _all_pages(journal, "acme", 3)
+    assert rest[0].runs[0] == summary(newer)  # a fresh listing starts at the newest run
+    assert first.next_cursor is not None
+    second = await journal.list_runs("acme", limit=3, cursor=first.next_cursor)
+    assert second.runs == [summary(r) for r in runs[3:6]]  # a cursor continues where it was
+
+
+async def test_list_runs_is_scoped_to_the_tenant(journal: Journal) -> None:
+    runs = await _listed_runs(journal)
+    acme_ids = {r.run_id for r in runs}
+    globex = [r.run_id for p in await _all_pages(journal, "globex", 1) for r in p.runs]
+    assert len(globex) == 3
+    assert not acme_ids & set(globex)
+    assert [
+        r.run_id for p in await _all_pages(journal, "acme", 2, thread_id="t-1") for r in p.runs
+    ] == [r.run_id for r in _newest_first(runs) if r.thread_id == "t-1"]
+    # Another tenant's cursor only positions the listing: it never reveals that tenant's runs.
+    acme_cursor = (await journal.list_runs("acme", limit=2)).next_cursor
+    assert acme_cursor is not None
+    through = await journal.list_runs("globex", limit=100, cursor=acme_cursor)
+    assert {r.run_id for r in through.runs} <= set(globex)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not a cursor!",
+        "%%%",
+        base64.urlsafe_b64encode(b"not json").decode(),
+        base64.urlsafe_b64encode(b"[1, 2, 3]").decode(),
+        base64.urlsafe_b64encode(b'{"a": 1}').decode(),
+        base64.urlsafe_b64encode(b"17").decode(),
+    ],
+)
+async def test_list_runs_rejects_a_malformed_cursor(journal: Journal, cursor: str) -> None:
+    await _listed_runs(journal)
+    with pytest.raises(ValidationFailedError):
+        await journal.list_runs("acme", cursor=cursor)
+
+
 # ---- the runtime on each backend -----------------------------------------------------------
 
 
@@ -679,3 +849,33 @@ async def test_dynamodb_from_settings(aws: Aws, clock: Clock) -> None:
         assert item["expires_at"] == int(clock()) + 2 * 86_400
     finally:
         journal.close()
+
+
+async def test_dynamodb_list_runs_reads_the_index_a_page_at_a_time(aws: Aws, clock: Clock) -> None:
+    # Small Query pages, so that filtered listings span several of them.
+    journal = DynamoJournal(aws.table, aws.blobs, clock=clock, max_workers=2, list_page_items=2)
+    try:
+        runs = _newest_first(await _listed_runs(journal))
+        meter = RequestMeter()
+        meter.attach(aws.table.client)
+        page = await journal.list_runs("acme", limit=3)
+        assert page.runs == [summary(r) for r in runs[:3]]
+        # Unfiltered: one Query for limit + 1 index items (the extra one says "more").
+        assert meter.snapshot().keys() == {"dynamodb.Query"}
+        assert meter.count() == 1
+        for limit in (1, 2, 5):
+            pages = await _all_pages(journal, "acme", limit, thread_id="t-2")
+            assert [r for p in pages for r in p.runs] == [
+                summary(r) for r in runs if r.thread_id == "t-2"
+            ]
+    finally:
+        journal.close()
+
+
+async def test_dynamodb_list_runs_rejects_a_cursor_it_did_not_make(
+    dynamo: DynamoJournal,
+) -> None:
+    await created(dynamo)
+    for position in [("2025-01-02T03:04:05+00:00", "run_1"), ("x", "y"), (AT.isoformat(), "")]:
+        with pytest.raises(ValidationFailedError):
+            await dynamo.list_runs("acme", cursor=encode_cursor(position))
