@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from shared.errors import ConfigError
 
@@ -35,6 +35,28 @@ class Settings(BaseModel):
     sync_hard_budget_s: float = Field(default=26.0, gt=0, le=28.0)
     queue_url: str = ""
     dlq_url: str = ""
+    # Triggers (shared/logic/triggers.py): rules from a JSON file, or inline JSON; not both.
+    triggers_file: str = ""
+    triggers_json: str = ""
+    # Completion webhooks (shared/logic/webhooks.py). The secret signs every delivery; it is
+    # a SecretStr so it never shows in a repr, a log line or an error.
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_base_delay_s: float = Field(default=1.0, ge=0, le=300)
+    webhook_max_delay_s: float = Field(default=60.0, ge=0, le=900)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Deliver to loopback/private/link-local addresses (local development only).
+    webhook_allow_private: bool = False
+    # The async worker (workers/): runs held at once per process, the long poll, the SIGTERM
+    # drain (below ECS's 30 s stop timeout), the health file ECS's health check reads, and
+    # how long a run waiting for its thread's turn waits before it is tried again.
+    worker_concurrency: int = Field(default=64, ge=1, le=10_000)
+    worker_receive_batch: int = Field(default=10, ge=1, le=10)
+    worker_receive_wait_s: float = Field(default=20.0, ge=0, le=20)
+    worker_drain_timeout_s: float = Field(default=25.0, ge=0)
+    worker_health_file: str = "/tmp/switchyard-worker.health"  # noqa: S108 (a liveness stamp)
+    worker_health_max_age_s: float = Field(default=60.0, gt=0)
+    worker_thread_backoff_s: int = Field(default=5, ge=0, le=900)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +79,21 @@ class Settings(BaseModel):
             "sync_hard_budget_s": "SWITCHYARD_SYNC_HARD_BUDGET_S",
             "queue_url": "SWITCHYARD_QUEUE_URL",
             "dlq_url": "SWITCHYARD_DLQ_URL",
+            "triggers_file": "SWITCHYARD_TRIGGERS_FILE",
+            "triggers_json": "SWITCHYARD_TRIGGERS",
+            "webhook_secret": "SWITCHYARD_WEBHOOK_SECRET",
+            "webhook_attempts": "SWITCHYARD_WEBHOOK_ATTEMPTS",
+            "webhook_base_delay_s": "SWITCHYARD_WEBHOOK_BASE_DELAY_S",
+            "webhook_max_delay_s": "SWITCHYARD_WEBHOOK_MAX_DELAY_S",
+            "webhook_timeout_s": "SWITCHYARD_WEBHOOK_TIMEOUT_S",
+            "webhook_allow_private": "SWITCHYARD_WEBHOOK_ALLOW_PRIVATE",
+            "worker_concurrency": "SWITCHYARD_WORKER_CONCURRENCY",
+            "worker_receive_batch": "SWITCHYARD_WORKER_RECEIVE_BATCH",
+            "worker_receive_wait_s": "SWITCHYARD_WORKER_RECEIVE_WAIT_S",
+            "worker_drain_timeout_s": "SWITCHYARD_WORKER_DRAIN_TIMEOUT_S",
+            "worker_health_file": "SWITCHYARD_WORKER_HEALTH_FILE",
+            "worker_health_max_age_s": "SWITCHYARD_WORKER_HEALTH_MAX_AGE_S",
+            "worker_thread_backoff_s": "SWITCHYARD_WORKER_THREAD_BACKOFF_S",
         }
         for field_name, var in mapping.items():
             if env.get(var):

@@ -1,0 +1,78 @@
+"""Trigger functions: S3 object-created events (``s3.handler``) and schedules
+(``schedule.handler``). Both start runs through ``shared.logic.triggers``.
+
+Each function container builds its ``Services`` and reads its rules once, at the first
+invocation (``Settings.from_env()``; backend from ``SWITCHYARD_BACKEND``, ``aws`` unless
+set; completion webhooks wired), and runs every invocation on the container's event loop
+(``functions.run_sync``). Tests and the local stack hand in their own with ``configure()``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.config import Settings
+from shared.errors import ConfigError
+from shared.logic.service import Services
+from shared.logic.triggers import TriggerRules, load_triggers
+
+BACKEND_ENV = "SWITCHYARD_BACKEND"
+
+
+@dataclass(frozen=True)
+class Container:
+    """What one function container keeps between invocations."""
+
+    services: Services
+    rules: TriggerRules
+
+
+_container: Container | None = None
+_lock = threading.Lock()
+
+
+def build_container(env: Mapping[str, str] | None = None) -> Container:
+    from shared.logic.webhooks import completion_hook
+    from shared.wiring import build_services
+
+    environ = os.environ if env is None else env
+    settings = Settings.from_env(environ)
+    backend = environ.get(BACKEND_ENV, "aws")
+    if backend not in ("aws", "memory"):
+        raise ConfigError(f"{BACKEND_ENV} must be aws or memory, not {backend!r}")
+    rules = load_triggers(settings)  # bad rules fail here, before any client is built
+    services = build_services(
+        settings,
+        backend="memory" if backend == "memory" else "aws",
+        on_complete=completion_hook(settings),
+    )
+    rules.check_agents(services.registry)
+    return Container(services=services, rules=rules)
+
+
+def container() -> Container:
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = build_container()
+    return _container
+
+
+def configure(services: Services | None, rules: TriggerRules | None = None) -> None:
+    """Use ``services`` and ``rules`` (default: those ``services.settings`` point at) from
+    now on; ``None`` forgets them, so the next invocation builds from the environment."""
+    global _container
+    with _lock:
+        if services is None:
+            _container = None
+            return
+        chosen = rules if rules is not None else load_triggers(services.settings)
+        chosen.check_agents(services.registry)
+        _container = Container(services=services, rules=chosen)
+
+
+__all__ = ["BACKEND_ENV", "Container", "build_container", "configure", "container"]

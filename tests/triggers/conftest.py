@@ -1,0 +1,138 @@
+"""Fixtures for the trigger, dead-letter and webhook tests: in-memory services, the sample
+events under tests/events/, the functions' containers reset after each test, and a local
+HTTP receiver for webhooks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import functions.dlq.handler as dlq_function
+import functions.triggers as trigger_functions
+from shared.agents import AgentRegistry
+from shared.config import Settings
+from shared.logic.service import Services
+from shared.logic.triggers import TriggerRules
+from shared.wiring import build_services
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+
+RULES: dict[str, Any] = {
+    "s3": [
+        {
+            "name": "invoices",
+            "bucket": "acme-inbox",
+            "prefix": "invoices/",
+            "suffix": ".pdf",
+            "agent": "researcher",
+            "tenant": "acme",
+            "input": {"task": "extract the totals"},
+            "metadata": {"team": "finance"},
+        },
+        {
+            "name": "everything-in-acme",
+            "bucket": "acme-inbox",
+            "agent": "ops-assistant",
+            "tenant": "acme",
+            "prefix": "audit/",
+        },
+    ],
+    "schedules": [
+        {
+            "name": "nightly-digest",
+            "expression": "cron(0 6 * * ? *)",
+            "agent": "ops-assistant",
+            "tenant": "acme",
+            "input": "Summarise yesterday's incidents",
+        },
+        {
+            "name": "hourly-check",
+            "expression": "rate(1 hour)",
+            "agent": "researcher",
+            "input": {"question": "anything new?"},
+        },
+    ],
+}
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+@pytest.fixture
+def rules() -> TriggerRules:
+    return TriggerRules.model_validate(RULES)
+
+
+@pytest.fixture
+def services(registry: AgentRegistry) -> Services:
+    return build_services(Settings(), backend="memory", registry=registry)
+
+
+@pytest.fixture(autouse=True)
+def _forget_function_containers() -> Iterator[None]:
+    yield
+    trigger_functions.configure(None)
+    dlq_function.configure(None)
+
+
+# ---- a webhook receiver on 127.0.0.1 ---------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next scripted status (200 once the script runs out)."""
+
+    url: str
+    statuses: list[int] = field(default_factory=list)
+    retry_after: str | None = None
+    requests: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            with state.lock:
+                state.requests.append(Received(self.path, dict(self.headers.items()), body))
+                status = state.statuses.pop(0) if state.statuses else 200
+            self.send_response(status)
+            if state.retry_after is not None and status in (429, 503):
+                self.send_header("Retry-After", state.retry_after)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/switchyard"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
