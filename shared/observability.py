@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,13 @@ class RedactingFilter(logging.Filter):
     """Runs before formatting: scrubs the message, its args and the extra fields."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None:
+            # Exception messages can carry credentials (a provider echoing a key): format the
+            # traceback here, scrub it, and hand the formatter text instead of the exception.
+            record.exception = redact("".join(traceback.format_exception(*record.exc_info)))
+            record.exception_name = record.exc_info[0].__name__
+            record.exc_info = None
+            record.exc_text = None
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if record.args:

@@ -199,9 +199,7 @@ class _Execution:
         except _Paused:
             return await self.journal.get_run(self.run.run_id)
         except _HandedOver:
-            return await self.journal.release_lease(
-                self.lease, RunPatch(status=RunStatus.QUEUED, updated_at=_utcnow())
-            )
+            return await self.journal.release_lease(self.lease, self._requeue_patch())
         except (LeaseLostError, JournalConflictError):
             # Fenced off: another worker owns the run now. Touch nothing and stop.
             raise
@@ -274,11 +272,16 @@ class _Execution:
         if self.lease_lost is not None:
             return
         with contextlib.suppress(SwitchyardError):
-            await asyncio.shield(
-                self.journal.release_lease(
-                    self.lease, RunPatch(status=RunStatus.QUEUED, updated_at=_utcnow())
-                )
-            )
+            await asyncio.shield(self.journal.release_lease(self.lease, self._requeue_patch()))
+
+    def _requeue_patch(self) -> RunPatch:
+        """Back to the queue unfinished, with progress so far visible on the run item."""
+        return RunPatch(
+            status=RunStatus.QUEUED,
+            steps=self.state.step,
+            usage=self.state.usage,
+            updated_at=_utcnow(),
+        )
 
     async def _release_finished(self) -> Run:
         s = self.state

@@ -66,3 +66,17 @@ def test_secrets_and_key_shaped_strings_never_reach_a_log_line(
     assert key not in out
     assert "sk-ant-api03-abcdefghijkl" not in out
     assert out.count("[REDACTED]") == 3
+
+
+def test_exception_tracebacks_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = get_logger(f"test-{uuid.uuid4().hex[:6]}")
+    try:
+        raise RuntimeError("provider said: invalid key sk-ant-api03-zzzzzzzzzzzz")
+    except RuntimeError:
+        logger.exception("call failed")
+    out = capsys.readouterr().out
+    line = json.loads(out.strip().splitlines()[-1])
+    assert "sk-ant-api03-zzzzzzzzzzzz" not in out
+    assert line["exception_name"] == "RuntimeError"
+    assert "[REDACTED]" in line["exception"]
+    assert "Traceback" in line["exception"]

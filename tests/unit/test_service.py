@@ -158,6 +158,9 @@ async def test_sync_run_past_its_budget_is_handed_to_the_queue() -> None:
     records = await svc.journal.records(submitted.run.run_id)
     handed_over_at = max(r.step for r in records)
     assert handed_over_at >= 1  # it made progress inline before the hand-over
+    # The run item shows that progress while it waits for a worker.
+    assert submitted.run.steps == handed_over_at
+    assert submitted.run.usage.output_tokens > 0
     statuses = await _drain(svc)
     assert statuses == ["succeeded"]
     done = await svc.journal.get_run(submitted.run.run_id)
