@@ -92,8 +92,15 @@ def get_services() -> Services:
                 backend = os.environ.get(BACKEND_ENV, "aws")
                 if backend not in ("aws", "memory"):
                     raise ConfigError(f"{BACKEND_ENV} must be aws or memory, not {backend!r}")
+                from shared.logic.webhooks import completion_hook
+
+                settings = Settings.from_env()
                 _services = build_services(
-                    Settings.from_env(), backend="memory" if backend == "memory" else "aws"
+                    settings,
+                    backend="memory" if backend == "memory" else "aws",
+                    # Sync runs finish inside the request: their webhooks go from here.
+                    on_complete=completion_hook(settings),
+                    service_name="api",
                 )
     return _services
 
