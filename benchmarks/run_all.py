@@ -36,6 +36,18 @@ BENCHMARKS: list[tuple[str, list[str], str, str]] = [
         "overhead_pct",
         "overhead <= 3 % vs a bare loop",
     ),
+    (
+        "worker_concurrency",
+        ["--concurrency", "500", "--latency-s", "2"],
+        "steady_in_flight, peak_rss_mb, step_dispatch_lag_ms",
+        ">= 500 runs in flight in one worker process at 2 s model latency, < 1 GB RSS",
+    ),
+    (
+        "cold_import",
+        ["--runs", "9"],
+        "api_handler_ms, worker_ms, anthropic_imported_on_async_submit",
+        "API handler import <= 150 ms; anthropic not imported on the async submit path",
+    ),
 ]
 
 
