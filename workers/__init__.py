@@ -2,8 +2,6 @@
 
 - ``workers.main``: the entry point (``python -m workers.main``): settings, services, signals.
 - ``workers.consumer``: the SQS consumer loop (receive → ``shared.logic`` → ack late).
-- ``workers.handover``: the deadline that tells in-flight runs to stop at their next step
-  boundary when the worker drains.
 - ``workers.health``: the liveness file the loop stamps and the ECS health check reads
   (``python -m workers.health``).
 """

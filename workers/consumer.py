@@ -23,7 +23,7 @@ worker's message reappears about when its lease expires. The runtime is shared b
 the process, so its one ``on_heartbeat`` hook finds the run's receipt in a map by run id.
 
 Draining (``stop()``, on SIGTERM): no more receives; every in-flight run stops at its next step
-boundary (``HandoverDeadline``) or finishes; after ``drain_timeout_s`` the rest are cancelled
+boundary (``AgentRuntime.drain``) or finishes; after ``drain_timeout_s`` the rest are cancelled
 (the runtime releases their leases); every message not acked is made visible at once.
 """
 
@@ -44,7 +44,6 @@ from shared.logic.service import Services, execute_run
 from shared.models.run import Lease, Run, RunStatus
 from shared.observability import bind_run, count, get_logger, milliseconds, new_metrics
 from shared.queue.base import QueueMessage
-from workers.handover import HandoverDeadline
 from workers.health import HealthFile
 
 SERVICE = "switchyard-worker"
@@ -121,7 +120,6 @@ class Consumer:
         self.logger = logger or get_logger(SERVICE, level=svc.settings.log_level)
         self.metrics = metrics or new_metrics(SERVICE)
         self._clock = clock
-        self.handover = HandoverDeadline()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Outcome]] = set()
         # run_id -> the message this process is executing it for (one per run).
@@ -147,7 +145,7 @@ class Consumer:
         if not self._stopping.is_set():
             self.logger.info("stop requested: draining", extra={"in_flight": self.in_flight})
             self._stopping.set()
-            self.handover.trigger()
+            self.svc.runtime().drain()
 
     async def run(self) -> None:
         """Consume until ``stop()``, then drain. Returns once every run is released."""
@@ -224,7 +222,7 @@ class Consumer:
         self.outcomes[task.result()] += 1
 
     async def _drain(self, receiving: asyncio.Task[list[QueueMessage]] | None) -> None:
-        self.handover.trigger()
+        self.svc.runtime().drain()
         deadline = time.monotonic() + self.options.drain_timeout_s
         if receiving is not None:
             # A long poll in flight may still hand us messages: give them straight back.
@@ -319,7 +317,7 @@ class Consumer:
         )
         started = time.monotonic()
         try:
-            result = await execute_run(self.svc, run_id, deadline=self.handover)
+            result = await execute_run(self.svc, run_id)
         except LeaseHeldError as exc:
             count(self.metrics, "RunsLeaseHeld", agent=run.agent)
             return await self._lease_held(delivery, exc)
@@ -352,7 +350,7 @@ class Consumer:
             count(self.metrics, "RunsPaused", agent=run.agent)
             self.logger.info("run paused for approval", extra=extra)
             return Outcome.PAUSED
-        if run.status is RunStatus.QUEUED and self.handover.passed:
+        if run.status is RunStatus.QUEUED and self._stopping.is_set():
             await self._hide(delivery, 0)
             self.logger.info("run handed over at a step boundary (draining)", extra=extra)
             return Outcome.HANDED_OVER

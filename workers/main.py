@@ -17,10 +17,13 @@ from collections.abc import Sequence
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.logic.service import Services
+from shared.logic.webhooks import WebhookSender, completion_hook
 from shared.observability import get_logger
 from shared.wiring import build_services
 from workers.consumer import SERVICE, Consumer
 from workers.health import HealthFile
+
+WEBHOOK_DRAIN_S = 3.0
 
 
 def worker_owner() -> str:
@@ -28,13 +31,18 @@ def worker_owner() -> str:
     return f"worker-{socket.gethostname()}-{os.getpid()}"
 
 
-async def serve(svc: Services, *, health: HealthFile | None = None) -> int:
+async def serve(
+    svc: Services, *, health: HealthFile | None = None, webhooks: WebhookSender | None = None
+) -> int:
     consumer = Consumer(svc, health=health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
     try:
         await consumer.run()
+        if webhooks is not None:
+            # Deliveries still retrying get what is left of the stop timeout.
+            await webhooks.drain(timeout_s=WEBHOOK_DRAIN_S)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -58,10 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not settings.queue_url:
         logger.error("SWITCHYARD_QUEUE_URL is not set: nothing to consume")
         return 2
-    svc = build_services(settings, backend="aws", owner=worker_owner())
+    webhooks = completion_hook(settings, background=True)
+    svc = build_services(
+        settings,
+        backend="aws",
+        owner=worker_owner(),
+        on_complete=webhooks,
+        service_name=SERVICE,
+    )
     health = HealthFile(settings.worker_health_file)
     try:
-        return asyncio.run(serve(svc, health=health))
+        return asyncio.run(serve(svc, health=health, webhooks=webhooks))
     except Exception:
         logger.exception("worker failed")
         return 1

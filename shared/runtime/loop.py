@@ -94,6 +94,7 @@ class AgentRuntime:
         self.observer: RunObserver = observer or NullObserver()
         self._cancelled: set[str] = set()
         self._inflight: set[str] = set()
+        self._draining = False
 
     def cancel_local(self, run_id: str) -> None:
         """Ask an execution in this process to stop at its next step boundary."""
@@ -101,6 +102,15 @@ class AgentRuntime:
 
     def is_cancelled_locally(self, run_id: str) -> bool:
         return run_id in self._cancelled
+
+    def drain(self) -> None:
+        """Hand every run this runtime executes back at its next step boundary (SIGTERM):
+        journaled as it stands, lease released, status ``queued``, for another worker."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     async def execute(self, run_id: str, *, deadline: float | None = None) -> Run:
         """Run (or resume) ``run_id`` until it finishes or pauses; return the stored run.
@@ -265,7 +275,11 @@ class _Execution:
                 return
             self.cancel_requested = self.cancel_requested or stored.cancel_requested
             if self.rt.on_heartbeat is not None:
-                await self.rt.on_heartbeat(self.lease)
+                try:
+                    await self.rt.on_heartbeat(self.lease)
+                except Exception:
+                    # A failing hook (e.g. a visibility extension) must not stop lease renewal.
+                    logger.exception("heartbeat hook failed for run %s", self.run.run_id)
 
     async def _release_for_retry(self) -> None:
         """Give the run back unfinished so a redelivery resumes it from the journal."""
@@ -350,7 +364,8 @@ class _Execution:
         )
         if limit is not None:
             return await self._finish(RunStatus.FAILED, error=limit)
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        past_deadline = self.deadline is not None and time.monotonic() >= self.deadline
+        if past_deadline or self.rt.draining:
             await self._flush_tools()
             raise _HandedOver()
         return None

@@ -7,7 +7,7 @@ in ``test_worker_processes.py``; these check the same rules quickly and determin
 from __future__ import annotations
 
 import asyncio
-import math
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +26,6 @@ from shared.wiring import build_services
 from tests.support.worker_agents import TRACE_ENV, StepProvider, poison, read_trace, stepper
 from workers import health as health_check
 from workers.consumer import Consumer, ConsumerOptions, Outcome
-from workers.handover import HandoverDeadline
 from workers.health import HealthFile
 
 TENANT = "acme"
@@ -102,9 +101,12 @@ class Harness:
         return submitted.run.run_id
 
     def start(self, *, health: HealthFile | None = None, **options: Any) -> Consumer:
+        """A new worker on the same stores: its own Services, hence its own runtime (a
+        drained runtime stays drained, like the process it belongs to)."""
         base = ConsumerOptions.from_services(self.svc)
         opts = ConsumerOptions(**{**base.__dict__, **options})
-        consumer = Consumer(self.svc, opts, health=health)
+        svc = dataclasses.replace(self.svc, _runtime=None)
+        consumer = Consumer(svc, opts, health=health)
         self.consumers.append((consumer, asyncio.create_task(consumer.run())))
         return consumer
 
@@ -139,25 +141,6 @@ def trace_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(TRACE_ENV, str(path))
     monkeypatch.setenv("SWITCHYARD_TEST_TOOL_S", "0.01")
     return path
-
-
-# ---- the handover deadline -------------------------------------------------------------------
-
-
-def test_handover_deadline_passes_only_when_triggered() -> None:
-    deadline = HandoverDeadline()
-    now = time.monotonic()
-    assert not now >= deadline
-    assert now < deadline
-    assert deadline > now
-    assert not deadline <= now
-    assert math.isinf(float(deadline))
-    deadline.trigger()
-    assert deadline.passed
-    assert now >= deadline
-    assert not now < deadline
-    assert deadline <= now
-    assert not deadline > now
 
 
 # ---- acking ----------------------------------------------------------------------------------
