@@ -70,3 +70,38 @@ def test_dev_runs_the_demo_tour_on_dynamodb_and_s3(tmp_path: Path) -> None:
     ]
     # The side-effecting tools applied their effects exactly once each.
     assert len(list((tmp_path / "effects").glob("*.json"))) == 2
+
+
+def test_keys_create_and_revoke_against_dynamodb_on_a_moto_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.config import Settings
+    from tests.support.moto_server import moto_server_url, provision
+
+    with moto_server_url() as url:
+        env = {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "SWITCHYARD_TABLE": "cli-keys",
+            "SWITCHYARD_BUCKET": "cli-keys-overflow",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        provision(Settings.from_env())
+        created = switchyard("keys", "create", "--tenant", "acme", "--json", env=env)
+        assert created.returncode == 0, created.stderr
+        record = json.loads(created.stdout)
+        assert record["tenant"] == "acme"
+        assert record["api_key"].startswith(f"sy_{record['key_id']}_")
+        assert "key_hash" not in record
+        revoked = switchyard("keys", "revoke", record["key_id"], env=env)
+        assert revoked.returncode == 0, revoked.stderr
+        assert f"revoked key {record['key_id']} of tenant acme" in revoked.stdout
+        unknown = switchyard("keys", "revoke", "0000000000000000", env=env)
+        assert unknown.returncode == 1
+        assert unknown.stderr.startswith("switchyard: error: no key 0000000000000000")
+        bad = switchyard("keys", "create", "--tenant", "Bad Name", env=env)
+        assert bad.returncode == 1
+        assert "tenant 'Bad Name' must be" in bad.stderr
