@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, MutableMapping
 from typing import Literal
 
 from shared.agents.registry import AgentRegistry
@@ -71,3 +72,14 @@ def _observer(service_name: str | None) -> RunObserver | None:
     from shared.observability import PowertoolsObserver
 
     return PowertoolsObserver(service_name)
+
+
+def load_settings(env: MutableMapping[str, str] | None = None) -> Settings:
+    """Settings for a deployed entry point: secrets named by ARN are fetched first (and
+    masked in every log line from then on), then the environment is read once."""
+    from shared.dal.secrets import export_secrets
+    from shared.observability import register_secret
+
+    environ = os.environ if env is None else env
+    export_secrets(environ, on_value=register_secret)
+    return Settings.from_env(environ)

@@ -86,15 +86,15 @@ def get_services() -> Services:
     if _services is None:
         with _services_lock:
             if _services is None:
-                from shared.config import Settings
                 from shared.wiring import build_services
 
                 backend = os.environ.get(BACKEND_ENV, "aws")
                 if backend not in ("aws", "memory"):
                     raise ConfigError(f"{BACKEND_ENV} must be aws or memory, not {backend!r}")
                 from shared.logic.webhooks import completion_hook
+                from shared.wiring import load_settings
 
-                settings = Settings.from_env()
+                settings = load_settings()
                 _services = build_services(
                     settings,
                     backend="memory" if backend == "memory" else "aws",

@@ -36,10 +36,14 @@ _lock = threading.Lock()
 
 def build_container(env: Mapping[str, str] | None = None) -> Container:
     from shared.logic.webhooks import completion_hook
-    from shared.wiring import build_services
+    from shared.wiring import build_services, load_settings
 
     environ = os.environ if env is None else env
-    settings = Settings.from_env(environ)
+    settings = (
+        load_settings()
+        if env is None
+        else Settings.from_env(environ)  # tests pass their own environment
+    )
     backend = environ.get(BACKEND_ENV, "aws")
     if backend not in ("aws", "memory"):
         raise ConfigError(f"{BACKEND_ENV} must be aws or memory, not {backend!r}")
