@@ -7,8 +7,15 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+# The CDK CLI is pinned in package.json (package-lock.json) and run from node_modules, offline.
+NPM ?= npm
+NPX := npx --no
+CDK_ARGS ?=
+# jsii (under aws-cdk-lib) prints a banner on end-of-life node majors; this lists those accepted.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 18,20
+export CDK_DISABLE_CLI_TELEMETRY ?= true
 
-.PHONY: install dev test test-fast lint format bench fake-anthropic clean
+.PHONY: install dev test test-fast lint format bench fake-anthropic clean synth deploy destroy
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -19,6 +26,21 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	touch $@
 
 install: $(VENV)/.synced
+
+node_modules/.installed: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The CDK app (infra/) with the Lambda package built without Docker (infra/bundling.py).
+synth: install node_modules/.installed
+	$(NPX) cdk synth --quiet $(CDK_ARGS)
+
+# Needs AWS credentials for the target account and a bootstrapped environment (docs/deploy.md).
+deploy: install node_modules/.installed
+	$(NPX) cdk deploy --require-approval never $(CDK_ARGS)
+
+destroy: install node_modules/.installed
+	$(NPX) cdk destroy --force $(CDK_ARGS)
 
 dev: install
 	$(PY) -m shared.cli dev

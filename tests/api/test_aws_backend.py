@@ -1,10 +1,13 @@
 """The key routes again on the AWS backend: DynamoDB journal and control store, S3, SQS, all on
-moto in-process, provisioned by ``shared.dal.local.provision`` as the dev stack does."""
+moto in-process, created by deploying the synthesized CDK stack into moto's CloudFormation
+(``cloud_assembly``, tests/support/cfn_moto.py), so the table, bucket and queues are the ones
+``cdk deploy`` creates."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +17,8 @@ pytest.importorskip("shared.tenancy.dynamodb", reason="the DynamoDB control stor
 
 from moto import mock_aws
 
+from infra import constants as c
 from shared.config import Settings
-from shared.dal.local import provision
 from shared.logic import service
 from shared.logic.keys import create_key
 from shared.logic.service import Services
@@ -23,18 +26,21 @@ from shared.models.run import RunStatus
 from shared.wiring import build_services
 from tests.api.conftest import assert_error
 from tests.support.apigw import Gateway
+from tests.support.cfn_moto import deploy_assembly
 
 RESEARCH = {"agent": "researcher", "input": "durable agent runtimes"}
 
 
 @pytest.fixture
-def aws_svc() -> Iterator[Services]:
+def aws_svc(cloud_assembly: Path) -> Iterator[Services]:
     with mock_aws():
-        settings = Settings(table_name="switchyard-api-test", bucket_name="switchyard-api-test")
-        urls: Any = provision(settings)
-        if urls is None:
-            pytest.skip("provision does not create the SQS queues yet")
-        settings = settings.model_copy(update=urls._asdict())
+        out = deploy_assembly(cloud_assembly).outputs
+        settings = Settings(
+            table_name=out[c.OUTPUT_TABLE],
+            bucket_name=out[c.OUTPUT_BUCKET],
+            queue_url=out[c.OUTPUT_RUNS_QUEUE_URL],
+            dlq_url=out[c.OUTPUT_DLQ_URL],
+        )
         yield build_services(settings, backend="aws")
 
 

@@ -1,0 +1,313 @@
+"""The Switchyard stack: one construct per unit, wired together here.
+
+The constructs create resources; this module decides what each process may see and do:
+
+- the environment of every function and of the worker (``shared/config.py`` reads it);
+- every IAM grant, action by action, on the exact resources used. Each role gets only what
+  its code calls: ``shared/dal`` uses GetItem, PutItem, UpdateItem, Query and
+  TransactWriteItems (authorized as PutItem) on the table; PutObject and GetObject on
+  ``blobs/*``; SendMessage, ReceiveMessage, DeleteMessage and ChangeMessageVisibility on the
+  runs queue. Nothing gets DeleteItem, Scan, a table-level action or ``*`` on data.
+
+================  ==========================================================================
+who               may
+================  ==========================================================================
+API function      table items read/write, by_tenant query, blobs read/write, send to runs
+                  queue, read both secrets (sync runs call the model and sign webhooks)
+authorizer        GetItem on API-key items only (``dynamodb:LeadingKeys`` = ``APIKEY#*``)
+trigger functions table items read/write, blobs read/write, send to runs queue, read the
+                  webhook secret (and the model key when a rule may run inline); the S3 one
+                  consumes the trigger queue
+DLQ function      table items read/write, blobs read/write, send to the DLQ, read the webhook
+                  secret; consumes the transit queue
+worker task       table items read/write, by_tenant query, blobs read/write, receive /
+                  delete / change visibility / send on the runs queue (its execution role
+                  reads the two secrets ECS injects)
+================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Stack, Tags
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import constants as c
+from infra.config import StackSettings
+from infra.constructs import acknowledge
+from infra.constructs.api import Api
+from infra.constructs.auth import Auth
+from infra.constructs.function import PythonFunction, powertools_env
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.queues import Queues
+from infra.constructs.storage import Storage
+from infra.constructs.triggers import Triggers
+from infra.constructs.workers import Workers
+from shared.dal import schema
+
+ITEM_READ = ("dynamodb:GetItem", "dynamodb:Query")
+ITEM_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem")
+BLOB_READ = ("s3:GetObject",)
+BLOB_WRITE = ("s3:PutObject",)
+QUEUE_CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
+SECRET_READ = ("secretsmanager:GetSecretValue",)
+
+
+def allow(
+    sid: str, actions: tuple[str, ...], resources: list[str], **conditions: Any
+) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid=sid,
+        effect=iam.Effect.ALLOW,
+        actions=list(actions),
+        resources=resources,
+        conditions=conditions or None,
+    )
+
+
+class SwitchyardStack(Stack):
+    def __init__(
+        self, scope: Construct, id: str, *, settings: StackSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            scope,
+            id,
+            description=f"Switchyard ({settings.stage}): durable AI agent runs on AWS",
+            **kwargs,
+        )
+        self.settings = settings
+        Tags.of(self).add("Project", c.PROJECT_TAG)
+        Tags.of(self).add("Stage", settings.stage)
+
+        self.storage = Storage(self, c.STORAGE_ID, settings=settings)
+        self.queues = Queues(self, c.QUEUES_ID, settings=settings)
+        self.auth = Auth(self, c.AUTH_ID, settings=settings)
+        self.api = Api(self, c.API_ID, settings=settings, authorizer=self.auth.authorizer)
+        self.triggers = Triggers(
+            self, c.TRIGGERS_ID, settings=settings, access_logs=self.storage.access_logs
+        )
+        self.workers = Workers(
+            self,
+            c.WORKERS_ID,
+            settings=settings,
+            runs_queue=self.queues.runs,
+            environment=self.worker_environment(),
+            secrets=self.worker_secrets(),
+        )
+        self._wire_functions()
+        self._grant_worker()
+
+        self.functions: tuple[PythonFunction, ...] = (
+            self.api.function,
+            self.auth.function,
+            self.triggers.s3_function,
+            self.triggers.schedule_function,
+            self.queues.dlq_function,
+        )
+        self.monitoring = Monitoring(
+            self,
+            c.MONITORING_ID,
+            settings=settings,
+            runs_queue=self.queues.runs,
+            failed_queue=self.queues.failed,
+            dlq=self.queues.dlq,
+            trigger_queue=self.triggers.queue,
+            trigger_dlq=self.triggers.dlq,
+            http_api_id=self.api.http_api.api_id,
+            functions=self.functions,
+            worker_tasks=self.workers.running_tasks().with_(label="running tasks"),
+            cost_log_groups=[
+                self.api.function.log_group,
+                self.triggers.s3_function.log_group,
+                self.triggers.schedule_function.log_group,
+                self.workers.log_group,
+            ],
+        )
+        self._outputs()
+
+    # ---- environment -----------------------------------------------------------------------
+
+    def common_environment(self) -> dict[str, str]:
+        """What every process that runs the service tier reads."""
+        s = self.settings
+        env = {
+            c.ENV_TABLE: self.storage.table.table_name,
+            c.ENV_BUCKET: self.storage.bucket.bucket_name,
+            c.ENV_LEASE_TTL: str(s.lease_ttl_s),
+            c.ENV_RETENTION_DAYS: str(s.retention_days),
+            c.ENV_PROVIDER: s.provider,
+        }
+        if s.agent_modules:
+            env[c.ENV_AGENT_MODULES] = ",".join(s.agent_modules)
+        return env
+
+    def _secret_arns(self, *, model: bool) -> dict[str, str]:
+        env = {c.ENV_WEBHOOK_SECRET_ARN: self.storage.webhook_secret.secret_arn}
+        if model and self.settings.provider == "anthropic":
+            env[c.ENV_ANTHROPIC_SECRET_ARN] = self.storage.anthropic_secret.secret_arn
+        return env
+
+    def worker_environment(self) -> dict[str, str]:
+        s = self.settings
+        env = {
+            **self.common_environment(),
+            c.ENV_QUEUE_URL: self.queues.runs.queue_url,
+            c.ENV_DLQ_URL: self.queues.dlq.queue_url,
+            c.ENV_WORKER_CONCURRENCY: str(s.worker.concurrency),
+            c.ENV_WORKER_DRAIN_TIMEOUT: str(s.worker.drain_timeout_s),
+            "AWS_REGION": Aws.REGION,
+            **powertools_env("worker", s),
+            # No X-Ray daemon runs beside the worker.
+            c.ENV_POWERTOOLS_TRACE_DISABLED: "true",
+            **s.extra_env,
+        }
+        return env
+
+    def worker_secrets(self) -> dict[str, ecs.Secret]:
+        """Injected by ECS under the names the code reads; the values never reach the task
+        definition."""
+        secrets = {
+            c.ENV_WEBHOOK_SECRET: ecs.Secret.from_secrets_manager(self.storage.webhook_secret)
+        }
+        if self.settings.provider == "anthropic":
+            secrets[c.ENV_ANTHROPIC_API_KEY] = ecs.Secret.from_secrets_manager(
+                self.storage.anthropic_secret
+            )
+        return secrets
+
+    # ---- grants ---------------------------------------------------------------------------
+
+    def _table_items(self, actions: tuple[str, ...]) -> iam.PolicyStatement:
+        return allow("TableItems", actions, [self.storage.table.table_arn])
+
+    def _index_query(self) -> iam.PolicyStatement:
+        return allow("ByTenantIndex", ("dynamodb:Query",), [self.storage.index_arn])
+
+    def _blobs(self, actions: tuple[str, ...]) -> iam.PolicyStatement:
+        return allow("OverflowBlobs", actions, [self.storage.blob_objects_arn])
+
+    def _send(self, sid: str, queue: sqs.IQueue) -> iam.PolicyStatement:
+        return allow(sid, ("sqs:SendMessage",), [queue.queue_arn])
+
+    def _secrets(self, *, model: bool) -> iam.PolicyStatement:
+        arns = [self.storage.webhook_secret.secret_arn]
+        if model and self.settings.provider == "anthropic":
+            arns.append(self.storage.anthropic_secret.secret_arn)
+        return allow("ReadSecrets", SECRET_READ, arns)
+
+    def _wire_functions(self) -> None:
+        common = self.common_environment()
+        runs_queue = {c.ENV_QUEUE_URL: self.queues.runs.queue_url}
+
+        api = self.api.function
+        api.add_environment({**common, **runs_queue, **self._secret_arns(model=True)})
+        api.add_to_policy(
+            self._table_items(ITEM_READ + ITEM_WRITE),
+            self._index_query(),
+            self._blobs(BLOB_READ + BLOB_WRITE),
+            self._send("SendRuns", self.queues.runs),
+            self._secrets(model=True),
+        )
+
+        authorizer = self.auth.function
+        authorizer.add_environment({c.ENV_TABLE: self.storage.table.table_name})
+        authorizer.add_to_policy(
+            allow(
+                "ReadApiKeys",
+                ("dynamodb:GetItem",),
+                [self.storage.table.table_arn],
+                **{"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [schema.api_key_pk("*")]}},
+            )
+        )
+
+        inline = self.settings.runs_sync_triggers()
+        triggers_env = {**common, **runs_queue, **self._secret_arns(model=inline)}
+        rules = self.settings.triggers_json()
+        if rules:
+            triggers_env[c.ENV_TRIGGERS] = rules
+        for fn in (self.triggers.s3_function, self.triggers.schedule_function):
+            fn.add_environment(triggers_env)
+            fn.add_to_policy(
+                self._table_items(ITEM_READ + ITEM_WRITE),
+                self._blobs(BLOB_READ + BLOB_WRITE),
+                self._send("SendRuns", self.queues.runs),
+                self._secrets(model=inline),
+            )
+
+        dlq = self.queues.dlq_function
+        dlq.add_environment(
+            {
+                **common,
+                c.ENV_DLQ_URL: self.queues.dlq.queue_url,
+                **self._secret_arns(model=False),
+            }
+        )
+        dlq.add_to_policy(
+            self._table_items(ITEM_READ + ITEM_WRITE),
+            self._blobs(BLOB_READ + BLOB_WRITE),
+            self._send("KeepDeadLetters", self.queues.dlq),
+            self._secrets(model=False),
+        )
+
+        for fn in (api, self.triggers.s3_function, self.triggers.schedule_function, dlq):
+            acknowledge(
+                fn.role,
+                f"IAM5[Resource::<{self._logical(self.storage.bucket)}.Arn>/blobs/*]",
+                "Overflow blobs are content-addressed (blobs/<sha256>): the key is unknown "
+                "until written, so the grant is on the blobs/ prefix, the narrowest there is.",
+            )
+
+    def _grant_worker(self) -> None:
+        self.workers.grant_task(
+            self._table_items(ITEM_READ + ITEM_WRITE),
+            self._index_query(),
+            self._blobs(BLOB_READ + BLOB_WRITE),
+            allow(
+                "ConsumeRuns",
+                (*QUEUE_CONSUME, "sqs:SendMessage"),
+                [self.queues.runs.queue_arn],
+            ),
+        )
+        task_role = self.workers.task_definition.task_role
+        acknowledge(
+            task_role,
+            f"IAM5[Resource::<{self._logical(self.storage.bucket)}.Arn>/blobs/*]",
+            "Overflow blobs are content-addressed (blobs/<sha256>): the key is unknown until "
+            "written, so the grant is on the blobs/ prefix, the narrowest there is.",
+        )
+
+    def _logical(self, construct: Construct) -> str:
+        child = construct.node.default_child
+        assert child is not None
+        return str(self.resolve(self.get_logical_id(child)))  # type: ignore[arg-type]
+
+    # ---- outputs --------------------------------------------------------------------------
+
+    def _outputs(self) -> None:
+        values = {
+            c.OUTPUT_API_URL: self.api.url,
+            c.OUTPUT_TABLE: self.storage.table.table_name,
+            c.OUTPUT_BUCKET: self.storage.bucket.bucket_name,
+            c.OUTPUT_RUNS_QUEUE_URL: self.queues.runs.queue_url,
+            c.OUTPUT_FAILED_QUEUE_URL: self.queues.failed.queue_url,
+            c.OUTPUT_DLQ_URL: self.queues.dlq.queue_url,
+            c.OUTPUT_TRIGGER_QUEUE_URL: self.triggers.queue.queue_url,
+            c.OUTPUT_TRIGGER_QUEUE_ARN: self.triggers.queue.queue_arn,
+            c.OUTPUT_INBOX_BUCKET: self.triggers.inbox.bucket_name,
+            c.OUTPUT_CLUSTER: self.workers.cluster.cluster_name,
+            c.OUTPUT_SERVICE: self.workers.service.service_name,
+            c.OUTPUT_ALARM_TOPIC: self.monitoring.topic.topic_arn,
+            c.OUTPUT_ANTHROPIC_SECRET: self.storage.anthropic_secret.secret_arn,
+            c.OUTPUT_WEBHOOK_SECRET: self.storage.webhook_secret.secret_arn,
+        }
+        if self.monitoring.dashboard is not None:
+            values[c.OUTPUT_DASHBOARD] = self.monitoring.dashboard.dashboard_name
+        for name, value in values.items():
+            CfnOutput(self, name, value=value)
+
+
+__all__ = ["SwitchyardStack"]
