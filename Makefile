@@ -11,6 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 NPM ?= npm
 NPX := npx --no
 CDK_ARGS ?=
+CDK_OUTPUTS ?= cdk-outputs.json
 # jsii (under aws-cdk-lib) prints a banner on end-of-life node majors; this lists those accepted.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 18,20
 export CDK_DISABLE_CLI_TELEMETRY ?= true
@@ -37,7 +38,7 @@ synth: install node_modules/.installed
 
 # Needs AWS credentials for the target account and a bootstrapped environment (docs/deploy.md).
 deploy: install node_modules/.installed
-	$(NPX) cdk deploy --require-approval never $(CDK_ARGS)
+	$(NPX) cdk deploy --require-approval never --outputs-file $(CDK_OUTPUTS) $(CDK_ARGS)
 
 destroy: install node_modules/.installed
 	$(NPX) cdk destroy --force $(CDK_ARGS)

@@ -421,6 +421,8 @@ def synth_app(
         "CDK_DEFAULT_ACCOUNT": None,
         "CDK_DEFAULT_REGION": None,
     }
+    # jsii (started by the first aws_cdk import) prints a banner on end-of-life node majors.
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
     saved = {name: os.environ.get(name) for name in overrides}
     try:
         for name, value in overrides.items():
