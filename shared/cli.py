@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 
@@ -43,13 +42,9 @@ def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
 def _control_store(settings: Settings) -> ControlStore:
     """The control store the deployed (or local) stack uses: DynamoDB via the AWS
     environment (AWS_ENDPOINT_URL for the local stack), unless SWITCHYARD_BACKEND=memory."""
-    if os.environ.get("SWITCHYARD_BACKEND", "aws") == "memory":
-        from shared.tenancy.memory import MemoryControlStore
+    from shared.wiring import build_control_store
 
-        return MemoryControlStore()
-    from shared.tenancy.dynamodb import DynamoControlStore
-
-    return DynamoControlStore.from_settings(settings)
+    return build_control_store(settings)
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:

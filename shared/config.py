@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from shared.errors import ConfigError
 
 ProviderName = Literal["anthropic", "offline"]
+BackendName = Literal["aws", "memory"]
 
 
 class Settings(BaseModel):
@@ -22,6 +23,8 @@ class Settings(BaseModel):
 
     agent_modules: tuple[str, ...] = ()
     provider: ProviderName = "offline"
+    # Where state lives: DynamoDB + S3 + SQS (real, or moto via AWS_ENDPOINT_URL), or memory.
+    backend: BackendName = "aws"
     table_name: str = "switchyard"
     bucket_name: str = "switchyard-overflow"
     region: str = "us-east-1"
@@ -75,6 +78,7 @@ class Settings(BaseModel):
             "overflow_threshold_bytes": "SWITCHYARD_OVERFLOW_BYTES",
             "retention_days": "SWITCHYARD_RETENTION_DAYS",
             "log_level": "SWITCHYARD_LOG_LEVEL",
+            "backend": "SWITCHYARD_BACKEND",
             "sync_soft_budget_s": "SWITCHYARD_SYNC_SOFT_BUDGET_S",
             "sync_hard_budget_s": "SWITCHYARD_SYNC_HARD_BUDGET_S",
             "queue_url": "SWITCHYARD_QUEUE_URL",

@@ -15,6 +15,7 @@ from shared.config import Settings
 from shared.logic.service import CompletionHook, Services
 from shared.providers.base import Provider
 from shared.runtime.observer import RunObserver
+from shared.tenancy.base import ControlStore
 
 Backend = Literal["memory", "aws"]
 
@@ -22,7 +23,7 @@ Backend = Literal["memory", "aws"]
 def build_services(
     settings: Settings,
     *,
-    backend: Backend = "aws",
+    backend: Backend | None = None,
     registry: AgentRegistry | None = None,
     secrets: Mapping[str, str] | None = None,
     on_complete: CompletionHook | None = None,
@@ -38,7 +39,7 @@ def build_services(
 
         return build_provider(settings, offline_latency_s=offline_latency_s)
 
-    if backend == "memory":
+    if (backend or settings.backend) == "memory":
         from shared.journal.memory import MemoryJournal
         from shared.queue.memory import MemoryQueue
         from shared.tenancy.memory import MemoryControlStore
@@ -83,3 +84,14 @@ def load_settings(env: MutableMapping[str, str] | None = None) -> Settings:
     environ = os.environ if env is None else env
     export_secrets(environ, on_value=register_secret)
     return Settings.from_env(environ)
+
+
+def build_control_store(settings: Settings) -> ControlStore:
+    """Only the control store (API keys): what the authorizer and `keys` commands need."""
+    if settings.backend == "memory":
+        from shared.tenancy.memory import MemoryControlStore
+
+        return MemoryControlStore()
+    from shared.tenancy.dynamodb import DynamoControlStore
+
+    return DynamoControlStore.from_settings(settings)

@@ -18,7 +18,6 @@ answer; they hold no logic of their own. Every failure leaves as
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -45,7 +44,7 @@ from functions.api.models import (
     RunView,
     ThreadView,
 )
-from shared.errors import AuthError, ConfigError, NotFoundError, SwitchyardError
+from shared.errors import AuthError, NotFoundError, SwitchyardError
 from shared.logic import service
 from shared.logic.service import Services
 from shared.models.api import ApprovalBody, RunCreate
@@ -58,7 +57,6 @@ PREFIX = "/v1"
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {("GET", f"{PREFIX}/health"), ("GET", f"{PREFIX}/openapi.json")}
 )
-BACKEND_ENV = "SWITCHYARD_BACKEND"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 logger = get_logger("api")
@@ -86,18 +84,12 @@ def get_services() -> Services:
     if _services is None:
         with _services_lock:
             if _services is None:
-                from shared.wiring import build_services
-
-                backend = os.environ.get(BACKEND_ENV, "aws")
-                if backend not in ("aws", "memory"):
-                    raise ConfigError(f"{BACKEND_ENV} must be aws or memory, not {backend!r}")
                 from shared.logic.webhooks import completion_hook
-                from shared.wiring import load_settings
+                from shared.wiring import build_services, load_settings
 
                 settings = load_settings()
                 _services = build_services(
                     settings,
-                    backend="memory" if backend == "memory" else "aws",
                     # Sync runs finish inside the request: their webhooks go from here.
                     on_complete=completion_hook(settings),
                     service_name="api",

@@ -11,18 +11,15 @@ The key is never logged: only the reason of a refusal and, once known, the key i
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from functions import run_sync
-from shared.errors import AuthError, ConfigError
+from shared.errors import AuthError
 from shared.logic.keys import authenticate
 from shared.observability import get_logger
 from shared.tenancy.base import ControlStore
-
-BACKEND_ENV = "SWITCHYARD_BACKEND"
 
 logger = get_logger("authorizer")
 
@@ -47,20 +44,10 @@ def get_store() -> ControlStore:
 
 
 def _build_store() -> ControlStore:
-    backend = os.environ.get(BACKEND_ENV, "aws")
-    if backend == "memory":
-        from shared.tenancy.memory import MemoryControlStore
-
-        return MemoryControlStore()
-    if backend != "aws":
-        raise ConfigError(f"{BACKEND_ENV} must be aws or memory, not {backend!r}")
     from shared.config import Settings
-    from shared.tenancy.dynamodb import (  # type: ignore[import-not-found,unused-ignore]
-        DynamoControlStore,
-    )
+    from shared.wiring import build_control_store
 
-    store: ControlStore = DynamoControlStore.from_settings(Settings.from_env())
-    return store
+    return build_control_store(Settings.from_env())
 
 
 def authorization_header(event: Mapping[str, Any]) -> str | None:

@@ -13,7 +13,6 @@ record that keeps failing reaches the DLQ through the transit queue's own redriv
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from shared.logic.dlq import DeadLetterSink, Settled, settle_dead_letter
 from shared.logic.service import Services
 from shared.observability import get_logger
 from shared.queue.base import QueueMessage, RunMessage
-
-BACKEND_ENV = "SWITCHYARD_BACKEND"
 
 logger = get_logger("switchyard-dlq")
 
@@ -46,16 +43,12 @@ def build_container(env: Mapping[str, str] | None = None) -> Container:
     from shared.logic.webhooks import completion_hook
     from shared.wiring import build_services, load_settings
 
-    environ = os.environ if env is None else env
     settings = (
-        load_settings()
-        if env is None
-        else Settings.from_env(environ)  # tests pass their own environment
+        load_settings() if env is None else Settings.from_env(env)  # tests pass their own
     )
-    backend = environ.get(BACKEND_ENV, "aws")
-    if backend != "aws":
+    if settings.backend != "aws":
         raise ConfigError(
-            f"the DLQ function runs on SQS ({BACKEND_ENV}=aws), not {backend!r}; "
+            f"the DLQ function runs on SQS (SWITCHYARD_BACKEND=aws), not {settings.backend!r}; "
             "elsewhere call shared.logic.dlq.handle_dead_letter directly"
         )
     if not settings.dlq_url:

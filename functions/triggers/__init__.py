@@ -9,17 +9,13 @@ set; completion webhooks wired), and runs every invocation on the container's ev
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.config import Settings
-from shared.errors import ConfigError
 from shared.logic.service import Services
 from shared.logic.triggers import TriggerRules, load_triggers
-
-BACKEND_ENV = "SWITCHYARD_BACKEND"
 
 
 @dataclass(frozen=True)
@@ -38,19 +34,12 @@ def build_container(env: Mapping[str, str] | None = None) -> Container:
     from shared.logic.webhooks import completion_hook
     from shared.wiring import build_services, load_settings
 
-    environ = os.environ if env is None else env
     settings = (
-        load_settings()
-        if env is None
-        else Settings.from_env(environ)  # tests pass their own environment
+        load_settings() if env is None else Settings.from_env(env)  # tests pass their own
     )
-    backend = environ.get(BACKEND_ENV, "aws")
-    if backend not in ("aws", "memory"):
-        raise ConfigError(f"{BACKEND_ENV} must be aws or memory, not {backend!r}")
     rules = load_triggers(settings)  # bad rules fail here, before any client is built
     services = build_services(
         settings,
-        backend="memory" if backend == "memory" else "aws",
         on_complete=completion_hook(settings),
     )
     rules.check_agents(services.registry)
@@ -79,4 +68,4 @@ def configure(services: Services | None, rules: TriggerRules | None = None) -> N
         _container = Container(services=services, rules=chosen)
 
 
-__all__ = ["BACKEND_ENV", "Container", "build_container", "configure", "container"]
+__all__ = ["Container", "build_container", "configure", "container"]
