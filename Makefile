@@ -55,7 +55,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint
+test: lint node_modules/.installed
 	$(VENV)/bin/pytest -q
 
 test-fast: install
