@@ -22,9 +22,8 @@ import json
 from typing import Any
 
 from shared.agents import AgentRegistry
-from shared.config import Settings
 from shared.dal.dynamodb import RunTable
-from shared.dal.local import provision
+from shared.dal.local import deploy_template
 from shared.dal.metering import RequestMeter
 from shared.dal.s3 import BlobStore
 from shared.journal.dynamodb import DynamoJournal
@@ -41,9 +40,9 @@ TARGET_WRITES_PER_STEP = 1.2
 async def measure(steps: int, payload: int, *, incompressible: bool = False) -> dict[str, Any]:
     from moto import mock_aws
 
-    settings = Settings(table_name="bench", bucket_name="bench-overflow")
     with mock_aws():
-        provision(settings)
+        # The stack's table and overflow bucket, deployed from the synthesized template.
+        settings = deploy_template().settings()
         meter = RequestMeter()
         table = RunTable(settings.table_name, region=settings.region)
         blobs = BlobStore(settings.bucket_name, region=settings.region)

@@ -223,7 +223,9 @@ class StackSettings(_Model):
     # X-Ray active tracing on the functions.
     tracing: bool = True
     # Lease period = heartbeat x 3 = the runs queue's visibility timeout (SWITCHYARD_LEASE_TTL_S).
-    lease_ttl_s: int = Field(default=30, ge=5, le=43_200)
+    # Short leases are valid (tests use 1-2 s: a crashed run resumes quickly) but cost a
+    # heartbeat write every lease/3 seconds per running run; SQS counts visibility in seconds.
+    lease_ttl_s: int = Field(default=30, ge=1, le=43_200)
     # Finished runs' TTL (SWITCHYARD_RETENTION_DAYS); overflow blobs expire this + margin.
     retention_days: int = Field(default=30, ge=1, le=3650)
     blob_expiry_margin_days: int = Field(default=2, ge=1, le=365)

@@ -11,7 +11,7 @@ import pytest
 from shared.agents import AgentRegistry
 
 if TYPE_CHECKING:
-    from tests.support.cfn_moto import DeployedStack
+    from shared.dal.local import DeployedStack
 
 
 @pytest.fixture(autouse=True)
@@ -30,33 +30,29 @@ def registry() -> AgentRegistry:
     return AgentRegistry.from_modules([])
 
 
-# ---- the CDK stack, deployed into moto (tests/support/cfn_moto.py) ---------------------------
+# ---- the CDK stack, deployed into moto (shared/dal/local.py) ---------------------------
 
 
 @pytest.fixture(scope="session")
-def cloud_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``infra/app.py`` synthesized once per session with its default settings (Lambda package
-    staged from sources only, no cdk-nag): about 8 s the first time a session asks for it."""
-    from tests.support.cfn_moto import synth_app
+def cloud_assembly() -> Path:
+    """``infra/app.py`` synthesized with its default settings for moto (Lambda package staged
+    from sources only, no cdk-nag), once: ``shared.dal.local.synthesized_assembly`` keeps it
+    for the session and on disk (about 8 s when ``infra/`` changed, else nothing)."""
+    from shared.dal.local import synthesized_assembly
 
-    return synth_app(tmp_path_factory.mktemp("cdk.out"))
+    return synthesized_assembly()
 
 
 @pytest.fixture
 def deployed_stack(
     cloud_assembly: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DeployedStack]:
-    """The synthesized stack deployed into a fresh moto server on 127.0.0.1 (about 1 s), with
-    ``AWS_ENDPOINT_URL`` pointing this test's clients (and its subprocesses) at it. Table,
-    bucket and queue names are in ``outputs`` (``infra.constants.OUTPUT_*``). Moto keeps its
-    state per process, not per server, so the state is reset before and after."""
-    from tests.support.cfn_moto import deploy_assembly, reset_moto
-    from tests.support.moto_server import moto_server_url
+    """The whole synthesized stack deployed into a fresh moto server on 127.0.0.1 (about 1 s),
+    with ``AWS_ENDPOINT_URL`` pointing this test's clients (and its subprocesses) at it.
+    Table, bucket and queue names are in ``outputs`` (``infra.constants.OUTPUT_*``)."""
+    from shared.dal.local import deploy_assembly
+    from tests.support.moto_server import fresh_moto_server
 
-    with moto_server_url() as url:
-        reset_moto(url)
+    with fresh_moto_server() as url:
         monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-        try:
-            yield deploy_assembly(cloud_assembly, endpoint_url=url)
-        finally:
-            reset_moto(url)
+        yield deploy_assembly(cloud_assembly, endpoint_url=url)

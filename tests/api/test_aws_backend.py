@@ -1,6 +1,6 @@
 """The key routes again on the AWS backend: DynamoDB journal and control store, S3, SQS, all on
 moto in-process, created by deploying the synthesized CDK stack into moto's CloudFormation
-(``cloud_assembly``, tests/support/cfn_moto.py), so the table, bucket and queues are the ones
+(``cloud_assembly``, shared/dal/local.py), so the table, bucket and queues are the ones
 ``cdk deploy`` creates."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from infra import constants as c
 from shared.config import Settings
+from shared.dal.local import deploy_assembly
 from shared.logic import service
 from shared.logic.keys import create_key
 from shared.logic.service import Services
@@ -26,7 +27,6 @@ from shared.models.run import RunStatus
 from shared.wiring import build_services
 from tests.api.conftest import assert_error
 from tests.support.apigw import Gateway
-from tests.support.cfn_moto import deploy_assembly
 
 RESEARCH = {"agent": "researcher", "input": "durable agent runtimes"}
 

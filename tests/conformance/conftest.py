@@ -1,8 +1,9 @@
 """Fixtures of the conformance suites: one ``journal`` and one ``control`` store per backend,
 a controllable clock.
 
-The DynamoDB backends run on moto in-process, with the table and bucket created by
-``shared.dal.schema`` exactly as the dev stack creates them.
+The DynamoDB backends run on moto in-process, with the table and bucket created by deploying
+the synthesized CDK stack's storage into moto's CloudFormation
+(``shared.dal.local.deploy_template``), so they are the ones ``cdk deploy`` creates.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from moto import mock_aws
 
 from shared.dal import aws_client
 from shared.dal.dynamodb import Item, RunTable
+from shared.dal.local import deploy_template
 from shared.dal.s3 import BlobStore
-from shared.dal.schema import RUN_SK, SK, create_bucket, create_table, record_sk, run_pk
+from shared.dal.schema import RUN_SK, SK, record_sk, run_pk
 from shared.journal.base import Journal
 from shared.journal.dynamodb import DynamoJournal
 from shared.journal.memory import MemoryJournal
@@ -27,8 +29,6 @@ from shared.tenancy.dynamodb import DynamoControlStore
 from shared.tenancy.memory import MemoryControlStore
 
 REGION = "us-east-1"
-TABLE = "switchyard-test"
-BUCKET = "switchyard-test-overflow"
 T0 = 1_700_000_000.0
 
 
@@ -77,6 +77,8 @@ class Aws:
     blobs: BlobStore
     dynamodb: Any
     s3: Any
+    table_name: str
+    bucket_name: str
     extra: dict[str, Any] = field(default_factory=dict)
 
     def run_item(self, run_id: str) -> Item | None:
@@ -86,11 +88,11 @@ class Aws:
         return self.table.get({"pk": run_pk(run_id), SK: record_sk(seq)})
 
     def blob_keys(self) -> list[str]:
-        listing = self.s3.list_objects_v2(Bucket=BUCKET)
+        listing = self.s3.list_objects_v2(Bucket=self.bucket_name)
         return sorted(o["Key"] for o in listing.get("Contents", []))
 
     def blob(self, key: str) -> bytes:
-        data: bytes = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        data: bytes = self.s3.get_object(Bucket=self.bucket_name, Key=key)["Body"].read()
         return data
 
 
@@ -109,15 +111,14 @@ def clock() -> Clock:
 
 @pytest.fixture
 def aws() -> Iterator[Aws]:
-    """A moto account with the Switchyard table and overflow bucket."""
+    """A moto account with the stack's table and overflow bucket (from the template)."""
     with mock_aws():
+        settings = deploy_template(region=REGION).settings()
         dynamodb = aws_client("dynamodb", region=REGION)
         s3 = aws_client("s3", region=REGION)
-        create_table(dynamodb, TABLE)
-        create_bucket(s3, BUCKET)
-        table = RunTable(TABLE, SerializedClient(dynamodb))
-        blobs = BlobStore(BUCKET, SerializedClient(s3))
-        yield Aws(table=table, blobs=blobs, dynamodb=dynamodb, s3=s3)
+        table = RunTable(settings.table_name, SerializedClient(dynamodb))
+        blobs = BlobStore(settings.bucket_name, SerializedClient(s3))
+        yield Aws(table, blobs, dynamodb, s3, settings.table_name, settings.bucket_name)
 
 
 @pytest.fixture(params=["memory", "dynamodb"])

@@ -32,7 +32,7 @@ from shared.dal.schema import (
 from shared.errors import ConflictError, NotFoundError
 from shared.tenancy.base import ApiKeyRecord, ControlStore, IdempotencyRecord, ThreadRecord
 from shared.tenancy.dynamodb import DynamoControlStore
-from tests.conformance.conftest import REGION, TABLE, Aws
+from tests.conformance.conftest import REGION, Aws
 
 AT = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 LATER = AT + timedelta(minutes=5)
@@ -361,7 +361,7 @@ async def test_dynamodb_control_items_stay_out_of_the_tenant_index(
     await dynamo.claim_idempotency(idem())
     await add(dynamo, "run_1")
     await finish(dynamo, "run_1")
-    scanned = aws.dynamodb.scan(TableName=TABLE)["Items"]
+    scanned = aws.dynamodb.scan(TableName=aws.table_name)["Items"]
     assert len(scanned) == 3
     assert all(TENANT_PK not in i for i in scanned)
     assert aws.table.query(TENANT_PK, tenant_pk("acme"), index=BY_TENANT) == []
@@ -439,7 +439,7 @@ async def test_dynamodb_finish_that_loses_a_race_never_moves_the_thread_back(
 
 
 async def test_dynamodb_from_settings(aws: Aws) -> None:
-    settings = Settings(table_name=TABLE, region=REGION, retention_days=2)
+    settings = Settings(table_name=aws.table_name, region=REGION, retention_days=2)
     store = DynamoControlStore.from_settings(settings, max_workers=2)
     try:
         await store.put_key(key_record())

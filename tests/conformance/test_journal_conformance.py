@@ -42,7 +42,7 @@ from shared.models.journal import JournalRecord, RecordKind, ToolResult
 from shared.models.run import Lease, Run, RunError, RunPage, RunStatus, RunSummary, Shape, Usage
 from shared.providers.offline import OfflineProvider
 from shared.runtime import AgentRuntime
-from tests.conformance.conftest import BUCKET, REGION, T0, TABLE, Aws, Backend, Clock
+from tests.conformance.conftest import REGION, T0, Aws, Backend, Clock
 
 AT = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 TTL = 30.0
@@ -741,7 +741,7 @@ def dynamo(aws: Aws, clock: Clock) -> Iterator[DynamoJournal]:
 async def test_dynamodb_every_write_sets_the_ttl(
     aws: Aws, dynamo: DynamoJournal, clock: Clock
 ) -> None:
-    ttl = aws.dynamodb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    ttl = aws.dynamodb.describe_time_to_live(TableName=aws.table_name)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
     week = 7 * 86_400
 
@@ -833,8 +833,8 @@ async def test_dynamodb_each_journal_write_is_one_request(aws: Aws, dynamo: Dyna
 
 async def test_dynamodb_from_settings(aws: Aws, clock: Clock) -> None:
     settings = Settings(
-        table_name=TABLE,
-        bucket_name=BUCKET,
+        table_name=aws.table_name,
+        bucket_name=aws.bucket_name,
         region=REGION,
         overflow_threshold_bytes=2_000,
         retention_days=2,

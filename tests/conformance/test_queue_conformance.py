@@ -1,9 +1,11 @@
 """The run queue contract (``shared.queue.base.RunQueue``), checked against every backend.
 
 Each test runs once per backend: ``memory`` (``MemoryQueue``) and ``sqs`` (``SqsRunQueue`` on
-moto in-process, queues provisioned by ``shared.dal.local.create_queues`` exactly as the dev
-stack provisions them). Visibility is real time on both, in whole seconds (SQS's unit), so
-the waits here are long polls bounded by a few seconds, never sleeps.
+moto in-process, the stack's queues deployed from the synthesized template with a redrive after
+``MAX_RECEIVES`` receives, ``shared.dal.local.deploy_template``; dead letters are read where the
+runs queue redrives them, the stack's transit queue). Visibility is real time on both, in
+whole seconds (SQS's unit), so the waits here are long polls bounded by a few seconds, never
+sleeps.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from infra import constants as c
 from shared.config import Settings
 from shared.dal import aws_client
-from shared.dal.local import create_queues
+from shared.dal.local import create_queues, deploy_template
 from shared.dal.sqs import SqsRunQueue
 from shared.errors import QueueError
 from shared.queue import MemoryQueue, QueueMessage, RunMessage, RunQueue
@@ -33,9 +36,14 @@ REAPPEAR_WAIT_S = 4.0
 @pytest.fixture
 def sqs_queue() -> Iterator[SqsRunQueue]:
     with mock_aws():
-        settings = Settings(table_name="conformance", lease_ttl_s=VISIBILITY_S)
-        urls = create_queues(settings, max_receive_count=MAX_RECEIVES)
-        queue = SqsRunQueue(urls.queue_url, urls.dlq_url, region=settings.region, max_workers=4)
+        # The same variant as tests/workers (one synth for both); receives set VISIBILITY_S.
+        stack_settings = {"lease_ttl_s": 2, "queues": {"max_receive_count": MAX_RECEIVES}}
+        deployed = deploy_template(stack_settings)
+        runs, transit = (
+            deployed.outputs[c.OUTPUT_RUNS_QUEUE_URL],
+            deployed.outputs[c.OUTPUT_FAILED_QUEUE_URL],
+        )
+        queue = SqsRunQueue(runs, transit, region=deployed.region, max_workers=4)
         try:
             yield queue
         finally:
@@ -237,6 +245,8 @@ def test_sqs_errors_are_queue_errors_from_the_client_error(sqs_queue: SqsRunQueu
 
 
 def test_provisioning_queues_is_repeatable_and_sets_the_redrive_policy() -> None:
+    """``create_queues`` (hand-written, what ``switchyard dev`` uses until the local stack
+    deploys the template: ``shared.dal.local``)."""
     with mock_aws():
         settings = Settings(table_name="provisioned", lease_ttl_s=2.5)
         first = create_queues(settings, max_receive_count=3)

@@ -36,7 +36,7 @@ from shared.logic.runs import SubmitRun, submit_run
 from shared.models.journal import JournalRecord, RecordKind
 from shared.models.run import RunStatus
 from tests.support.crash_worker import crash_agent
-from tests.support.moto_server import moto_server_url, provision
+from tests.support.moto_server import template_on_moto_server
 
 pytestmark = pytest.mark.slow
 
@@ -62,20 +62,21 @@ class Generation:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
-    with moto_server_url() as url:
+    # The stack's table and bucket, deployed from the synthesized template.
+    with template_on_moto_server() as deployed:
+        settings = deployed.settings()
         env = {
-            "AWS_ENDPOINT_URL": url,
+            "AWS_ENDPOINT_URL": str(deployed.endpoint_url),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
-            "SWITCHYARD_TABLE": "crash-test",
-            "SWITCHYARD_BUCKET": "crash-test-overflow",
+            "SWITCHYARD_TABLE": settings.table_name,
+            "SWITCHYARD_BUCKET": settings.bucket_name,
             "SWITCHYARD_EFFECTS_DIR": str(tmp_path / "effects"),
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        provision(Settings.from_env())
         yield env
 
 

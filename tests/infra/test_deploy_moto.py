@@ -1,7 +1,7 @@
 """The synthesized stack deployed into moto's CloudFormation, then used.
 
 ``deployed_stack`` (tests/conftest.py) synthesizes ``infra/app.py`` once per session and
-deploys it into a fresh moto server the way ``cdk deploy`` does (tests/support/cfn_moto.py).
+deploys it into a fresh moto server the way ``cdk deploy`` does (shared/dal/local.py).
 The run below goes through the resources CloudFormation created, configured the way the stack
 configures its worker: the worker task definition's environment, read back from moto's ECS,
 is what ``Settings.from_env`` gets. So a wrong output, a wrong environment variable name or a
@@ -28,12 +28,12 @@ import pytest
 from infra import constants as c
 from shared.config import Settings
 from shared.dal import aws_client
+from shared.dal.local import DeployedStack, container_environment, function_environments
 from shared.dal.schema import BY_TENANT, RUN_SK, TTL_ATTRIBUTE, run_pk, table_definition
 from shared.logic.service import create_run
 from shared.models.api import RunCreate
 from shared.models.run import RunStatus, Shape
 from shared.wiring import build_services
-from tests.support.cfn_moto import DeployedStack, container_environment, function_environments
 from workers.consumer import Consumer
 
 pytestmark = pytest.mark.slow

@@ -75,21 +75,21 @@ def test_dev_runs_the_demo_tour_on_dynamodb_and_s3(tmp_path: Path) -> None:
 def test_keys_create_and_revoke_against_dynamodb_on_a_moto_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from shared.config import Settings
-    from tests.support.moto_server import moto_server_url, provision
+    from tests.support.moto_server import template_on_moto_server
 
-    with moto_server_url() as url:
+    # The stack's table and bucket, deployed from the synthesized template.
+    with template_on_moto_server() as deployed:
+        settings = deployed.settings()
         env = {
-            "AWS_ENDPOINT_URL": url,
+            "AWS_ENDPOINT_URL": str(deployed.endpoint_url),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
-            "SWITCHYARD_TABLE": "cli-keys",
-            "SWITCHYARD_BUCKET": "cli-keys-overflow",
+            "SWITCHYARD_TABLE": settings.table_name,
+            "SWITCHYARD_BUCKET": settings.bucket_name,
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        provision(Settings.from_env())
         created = switchyard("keys", "create", "--tenant", "acme", "--json", env=env)
         assert created.returncode == 0, created.stderr
         record = json.loads(created.stdout)

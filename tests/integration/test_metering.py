@@ -9,18 +9,18 @@ import pytest
 from moto import mock_aws
 
 from shared.dal.dynamodb import RunTable
+from shared.dal.local import deploy_template
 from shared.dal.metering import RequestMeter
 from shared.dal.s3 import BlobStore
-from shared.dal.schema import create_bucket, create_table
 
 
 @pytest.fixture
 def aws() -> Iterator[tuple[RunTable, BlobStore, RequestMeter]]:
     with mock_aws():
-        table = RunTable("meter", region="us-east-1")
-        blobs = BlobStore("meter-blobs", region="us-east-1")
-        create_table(table.client, "meter")
-        create_bucket(blobs.client, "meter-blobs")
+        # The stack's table and overflow bucket, deployed from the synthesized template.
+        settings = deploy_template().settings()
+        table = RunTable(settings.table_name, region="us-east-1")
+        blobs = BlobStore(settings.bucket_name, region="us-east-1")
         meter = RequestMeter()
         meter.attach(table.client)
         meter.attach(blobs.client)

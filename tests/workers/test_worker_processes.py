@@ -1,7 +1,8 @@
 """Real worker processes (``python -m workers.main``) on a moto server, killed and stopped.
 
-Every test runs its own moto server (DynamoDB + S3 + SQS, provisioned by
-``shared.dal.local.provision``) and its own fake Messages API server; the workers use the real
+Every test runs its own moto server (DynamoDB + S3 + SQS: the stack's, deployed from the
+synthesized template with a 2 s lease, ``shared.dal.local.deploy_template``) and its own fake
+Messages API server; the workers use the real
 Anthropic SDK against it, so every model call a worker makes is recorded here. The agents come
 from ``tests.support.worker_agents`` (SWITCHYARD_AGENT_MODULES); their tool appends
 ``start|done <pid> <tool_use_id>`` to a trace file. Each journal record carries the fence of
@@ -22,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,10 +31,10 @@ from typing import Any
 
 import pytest
 
+from infra import constants as c
 from shared.agents import AgentRegistry
 from shared.config import Settings
 from shared.dal import aws_client
-from shared.dal.local import provision
 from shared.dal.sqs import SqsRunQueue
 from shared.journal.dynamodb import DynamoJournal
 from shared.logic.dlq import DEAD_LETTERED, handle_dead_letter
@@ -50,13 +50,13 @@ from tests.support.fake_anthropic import (
     StepLoopResponder,
     assistant_turns,
 )
-from tests.support.moto_server import moto_server_url
+from tests.support.moto_server import template_on_moto_server
 from tests.support.worker_agents import TOOL_SECONDS_ENV, TRACE_ENV, poison, read_trace, stepper
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-LEASE_TTL_S = 2.0
+LEASE_TTL_S = 2
 DRAIN_TIMEOUT_S = 5.0
 MODEL_DELAY_S = 0.1
 TOOL_S = 0.1
@@ -199,29 +199,31 @@ def max_receive_count() -> int:
 async def stack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_receive_count: int
 ) -> AsyncIterator[Stack]:
+    stack_settings = {
+        "lease_ttl_s": LEASE_TTL_S,
+        "queues": {"max_receive_count": max_receive_count},
+    }
     with (
-        moto_server_url() as url,
+        template_on_moto_server(stack_settings) as deployed,
         FakeAnthropicServer(SlowSteps(STEPS, MODEL_DELAY_S)) as fake,
     ):
-        suffix = uuid.uuid4().hex[:10]
+        deployed_settings = deployed.settings()
         base = {
-            "AWS_ENDPOINT_URL": url,
+            "AWS_ENDPOINT_URL": str(deployed.endpoint_url),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
-            # moto's state outlives one server in this process: names of this test's own.
-            "SWITCHYARD_TABLE": f"workers-{suffix}",
-            "SWITCHYARD_BUCKET": f"workers-{suffix}-overflow",
+            "SWITCHYARD_TABLE": deployed_settings.table_name,
+            "SWITCHYARD_BUCKET": deployed_settings.bucket_name,
         }
         for key, value in base.items():
             monkeypatch.setenv(key, value)
-        urls = provision(Settings.from_env(), max_receive_count=max_receive_count)
         trace = tmp_path / "trace.txt"
         env = {
             **base,
-            "SWITCHYARD_QUEUE_URL": urls.queue_url,
-            "SWITCHYARD_DLQ_URL": urls.dlq_url,
+            "SWITCHYARD_QUEUE_URL": deployed_settings.queue_url,
+            "SWITCHYARD_DLQ_URL": deployed_settings.dlq_url,
             "SWITCHYARD_AGENT_MODULES": "tests.support.worker_agents",
             "SWITCHYARD_PROVIDER": "anthropic",
             "ANTHROPIC_API_KEY": DUMMY_KEY,
@@ -238,7 +240,10 @@ async def stack(
             monkeypatch.setenv(key, value)
         settings = Settings.from_env()
         journal = DynamoJournal.from_settings(settings, max_workers=4)
-        queue = SqsRunQueue.from_settings(settings, max_workers=2)
+        # The test's view of dead letters is where the runs queue redrives them: the stack's
+        # transit queue, which its DLQ function reads (moto runs no function: the test does).
+        transit = deployed.outputs[c.OUTPUT_FAILED_QUEUE_URL]
+        queue = SqsRunQueue(settings.queue_url, transit, region=settings.region, max_workers=2)
         s = Stack(env, settings, journal, queue, fake, tmp_path, trace)
         try:
             yield s
