@@ -31,7 +31,7 @@ or moto in-process under ``mock_aws``):
    templates over 50 KB) and waits for ``CREATE_COMPLETE``, raising with the failed
    resources' reasons otherwise;
 4. applies through the service APIs what moto's CloudFormation accepts but ignores
-   (``fill_gaps``: DynamoDB TTL).
+   (``fill_gaps``: DynamoDB TTL, S3 bucket notifications to SQS).
 
 What moto's CloudFormation lacks, and what is done about it (moto 5.2):
 
@@ -45,7 +45,8 @@ What moto's CloudFormation lacks, and what is done about it (moto 5.2):
   The synthesized template itself is never changed;
 - ``AWS::Lambda::Alias`` (every function is invoked through its ``live`` alias) is taught to
   moto in this process (``register_moto_models``);
-- DynamoDB TTL is accepted and ignored: applied afterwards (``fill_gaps``).
+- DynamoDB TTL and a bucket's queue notifications are accepted and ignored: applied
+  afterwards (``fill_gaps``).
 
 Moto keeps its state per process: ``reset_moto`` clears it between deployments.
 """
@@ -629,20 +630,58 @@ def deploy_assembly(
 
 def fill_gaps(template: Mapping[str, Any], deployed: DeployedStack) -> list[str]:
     """Apply what moto's CloudFormation accepts but ignores, through the service APIs:
-    DynamoDB ``TimeToLiveSpecification``. Returns what was applied."""
+    DynamoDB ``TimeToLiveSpecification`` and the SQS queue notifications of an S3 bucket's
+    ``NotificationConfiguration`` (S3 then sends its ``s3:TestEvent``, as on AWS). Returns what
+    was applied."""
     applied = []
-    ddb = _client("dynamodb", deployed.region, deployed.endpoint_url)
     for logical, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::DynamoDB::Table" or logical not in deployed.resources:
+        if logical not in deployed.resources:
             continue
-        ttl = resource.get("Properties", {}).get("TimeToLiveSpecification") or {}
-        if ttl.get("Enabled") and isinstance(ttl.get("AttributeName"), str):
-            ddb.update_time_to_live(
-                TableName=deployed.resources[logical][1],
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
-            )
-            applied.append(f"{logical}.TimeToLiveSpecification")
+        props = resource.get("Properties", {})
+        physical = deployed.resources[logical][1]
+        if resource.get("Type") == "AWS::DynamoDB::Table":
+            ttl = props.get("TimeToLiveSpecification") or {}
+            if ttl.get("Enabled") and isinstance(ttl.get("AttributeName"), str):
+                ddb = _client("dynamodb", deployed.region, deployed.endpoint_url)
+                ddb.update_time_to_live(
+                    TableName=physical,
+                    TimeToLiveSpecification={
+                        "Enabled": True,
+                        "AttributeName": ttl["AttributeName"],
+                    },
+                )
+                applied.append(f"{logical}.TimeToLiveSpecification")
+        elif resource.get("Type") == "AWS::S3::Bucket":
+            queues = (props.get("NotificationConfiguration") or {}).get("QueueConfigurations")
+            if queues:
+                configurations = [_queue_notification(q, deployed) for q in queues]
+                s3 = _client("s3", deployed.region, deployed.endpoint_url)
+                s3.put_bucket_notification_configuration(
+                    Bucket=physical,
+                    NotificationConfiguration={"QueueConfigurations": configurations},
+                )
+                applied.append(f"{logical}.NotificationConfiguration")
     return applied
+
+
+def _queue_notification(config: Mapping[str, Any], deployed: DeployedStack) -> dict[str, Any]:
+    """One ``QueueConfigurations`` entry of a template's bucket, in the S3 API's shape; the
+    queue is a ``Fn::GetAtt [Queue, Arn]`` of the stack or an ARN."""
+    queue = config["Queue"]
+    if isinstance(queue, dict):
+        logical, _attribute = queue["Fn::GetAtt"]
+        queue = deployed.resources[logical][1]
+        if not queue.startswith("arn:"):  # a queue's physical id is its URL
+            sqs = _client("sqs", deployed.region, deployed.endpoint_url)
+            attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+            queue = attributes["Attributes"]["QueueArn"]
+    out: dict[str, Any] = {"QueueArn": queue, "Events": [config["Event"]]}
+    rules = ((config.get("Filter") or {}).get("S3Key") or {}).get("Rules")
+    if rules:
+        out["Filter"] = {
+            "Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}
+        }
+    return out
 
 
 def disable_event_sources(deployed: DeployedStack) -> list[str]:

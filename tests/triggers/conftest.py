@@ -1,6 +1,7 @@
 """Fixtures for the trigger, dead-letter and webhook tests: in-memory services, the sample
-events under tests/events/, the functions' containers reset after each test, and a local
-HTTP receiver for webhooks."""
+events under tests/events/, the functions' containers reset after each test, the stack's
+queues and inbox bucket in moto (from the synthesized template), and a local HTTP receiver
+for webhooks."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 import functions.dlq.handler as dlq_function
 import functions.triggers as trigger_functions
 from shared.agents import AgentRegistry
 from shared.config import Settings
+from shared.dal.local import DeployedStack, deploy_template
 from shared.logic.service import Services
 from shared.logic.triggers import TriggerRules
 from shared.wiring import build_services
@@ -62,6 +65,39 @@ RULES: dict[str, Any] = {
 }
 
 
+# Receives before the runs queue moves a message on to the transit ("failed") queue.
+MAX_RECEIVES = 3
+
+# The stack variant of the moto tests of this directory (one synth for test_dlq and
+# test_s3_trigger): S3 rules on the stack's inbox bucket (no bucket named), dead letters
+# visible again at once so a redrive right after a listing sees them. The two rules' key
+# filters overlap, so the inbox notifies for every key under invoices/ (infra/constructs/
+# triggers.py merges them): S3 delivers invoices/readme.txt, which no rule matches.
+STACK_SETTINGS: dict[str, Any] = {
+    "queues": {"max_receive_count": MAX_RECEIVES, "dlq_visibility_timeout_s": 0},
+    "triggers": {
+        "s3": [
+            {
+                "name": "invoices",
+                "prefix": "invoices/",
+                "suffix": ".pdf",
+                "agent": "researcher",
+                "tenant": "acme",
+                "input": {"task": "extract the totals"},
+                "metadata": {"team": "finance"},
+            },
+            {
+                "name": "archive",
+                "prefix": "invoices/archive/",
+                "agent": "ops-assistant",
+                "tenant": "acme",
+            },
+        ]
+    },
+}
+REGION = "us-east-1"
+
+
 def load_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return event
@@ -75,6 +111,14 @@ def rules() -> TriggerRules:
 @pytest.fixture
 def services(registry: AgentRegistry) -> Services:
     return build_services(Settings(), backend="memory", registry=registry)
+
+
+@pytest.fixture
+def stack() -> Iterator[DeployedStack]:
+    """The ``STACK_SETTINGS`` stack's table, buckets and queues, deployed into moto in this
+    process (``outputs`` name them; infra.constants.OUTPUT_*)."""
+    with mock_aws():
+        yield deploy_template(STACK_SETTINGS, region=REGION)
 
 
 @pytest.fixture(autouse=True)

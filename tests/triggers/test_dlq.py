@@ -3,19 +3,18 @@ and a redrive resumes the run from its journal."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 import functions.dlq.handler as dlq_function
 from functions import run_sync
+from infra import constants as c
 from shared.agents import AgentRegistry
 from shared.config import Settings
+from shared.dal import aws_client
+from shared.dal.local import DeployedStack
 from shared.dal.sqs import SqsRunQueue
 from shared.journal import MemoryJournal
 from shared.logic.dlq import (
@@ -36,9 +35,8 @@ from shared.runtime.state import replay
 from shared.tenancy.memory import MemoryControlStore
 from tests.support.runtime_kit import Interrupted, Toolbox, assert_journal_consistent, kinds
 from tests.support.scripted_provider import ScriptedProvider, plan
-from tests.triggers.conftest import load_event
+from tests.triggers.conftest import MAX_RECEIVES, load_event
 
-MAX_RECEIVES = 3
 EMAIL = {"to": "ops@example.com", "body": "the report is ready"}
 
 
@@ -327,39 +325,27 @@ class Queues:
     runs: str
     transit: str
     dlq: str
+    transit_arn: str
 
 
 @pytest.fixture
-def queues() -> Iterator[Queues]:
-    with mock_aws():
-        sqs = boto3.client("sqs", region_name="us-east-1")
-
-        def arn(url: str) -> str:
-            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-            return str(attrs["Attributes"]["QueueArn"])
-
-        # A short visibility timeout so a listed dead letter is visible again to redrive.
-        dlq = sqs.create_queue(
-            QueueName="switchyard-runs-dlq", Attributes={"VisibilityTimeout": "0"}
-        )["QueueUrl"]
-        transit = sqs.create_queue(
-            QueueName="switchyard-runs-failed",
-            Attributes={
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn(dlq), "maxReceiveCount": 5})
-            },
-        )["QueueUrl"]
-        runs = sqs.create_queue(
-            QueueName="switchyard-runs",
-            Attributes={
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": arn(transit), "maxReceiveCount": MAX_RECEIVES}
-                )
-            },
-        )["QueueUrl"]
-        yield Queues(sqs, runs, transit, dlq)
+def queues(stack: DeployedStack) -> Queues:
+    """The stack's runs queue → transit ("failed") queue → DLQ chain (``STACK_SETTINGS``: the
+    runs queue moves a message on after MAX_RECEIVES receives; the DLQ's visibility timeout
+    is 0, so a listed dead letter is visible again to redrive)."""
+    sqs = aws_client("sqs", region=stack.region)
+    transit = stack.outputs[c.OUTPUT_FAILED_QUEUE_URL]
+    attrs = sqs.get_queue_attributes(QueueUrl=transit, AttributeNames=["QueueArn"])
+    return Queues(
+        sqs,
+        runs=stack.outputs[c.OUTPUT_RUNS_QUEUE_URL],
+        transit=transit,
+        dlq=stack.outputs[c.OUTPUT_DLQ_URL],
+        transit_arn=str(attrs["Attributes"]["QueueArn"]),
+    )
 
 
-def esm_event(sqs: Any, url: str) -> dict[str, Any]:
+def esm_event(sqs: Any, url: str, arn: str) -> dict[str, Any]:
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
     return {
         "Records": [
@@ -370,8 +356,8 @@ def esm_event(sqs: Any, url: str) -> dict[str, Any]:
                 "attributes": m["Attributes"],
                 "messageAttributes": {},
                 "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:switchyard-runs-failed",
-                "awsRegion": "us-east-1",
+                "eventSourceARN": arn,
+                "awsRegion": arn.split(":")[3],
             }
             for m in got.get("Messages", [])
         ]
@@ -392,7 +378,7 @@ def test_moto_dead_letter_round_trip(queues: Queues) -> None:
 
         # The event-source mapping hands it to the DLQ function.
         dlq_function.configure(world.svc, dlq=dlq_sink)
-        event = esm_event(queues.sqs, queues.transit)
+        event = esm_event(queues.sqs, queues.transit, queues.transit_arn)
         assert len(event["Records"]) == 1
         response = dlq_function.handler(event)
         assert response["batchItemFailures"] == []

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 import functions.triggers as trigger_functions
 from functions import run_sync
 from functions.triggers.s3 import handler
+from infra import constants as c
+from infra.config import StackSettings
+from shared.dal import aws_client
+from shared.dal.local import DeployedStack
 from shared.logic.service import Services
 from shared.logic.triggers import TriggerRules
 from shared.models.run import Run, RunStatus, Shape
-from tests.triggers.conftest import load_event
+from tests.triggers.conftest import STACK_SETTINGS, load_event
 
 DECODED_KEY = "invoices/2025/ACME Corp, March + April.pdf"
+UNMATCHED_KEY = "invoices/readme.txt"
 
 
 def runs_of(svc: Services, tenant: str = "acme") -> list[Run]:
@@ -135,34 +138,43 @@ def test_sns_envelope_is_unwrapped(services: Services, rules: TriggerRules) -> N
     assert len(handler({"Records": [record]})["runs"]) == 1
 
 
-# ---- moto: a bucket notifying an SQS queue ---------------------------------------------------
+# ---- moto: the stack's inbox bucket notifying its trigger queue -------------------------------
+
+
+@dataclass
+class Inbox:
+    s3: Any
+    sqs: Any
+    bucket: str
+    queue_url: str
+    queue_arn: str
 
 
 @pytest.fixture
-def aws() -> Iterator[tuple[Any, Any, str]]:
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        queue_url = sqs.create_queue(QueueName="switchyard-triggers")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        s3.create_bucket(Bucket="acme-inbox")
-        s3.put_bucket_notification_configuration(
-            Bucket="acme-inbox",
-            NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
-            },
-        )
-        yield s3, sqs, queue_url
+def inbox(stack: DeployedStack) -> Inbox:
+    """The stack's inbox bucket, notifying its trigger queue for the ``STACK_SETTINGS`` rules
+    (the notification configuration from the template)."""
+    return Inbox(
+        s3=aws_client("s3", region=stack.region),
+        sqs=aws_client("sqs", region=stack.region),
+        bucket=stack.outputs[c.OUTPUT_INBOX_BUCKET],
+        queue_url=stack.outputs[c.OUTPUT_TRIGGER_QUEUE_URL],
+        queue_arn=stack.outputs[c.OUTPUT_TRIGGER_QUEUE_ARN],
+    )
 
 
-def drain(sqs: Any, queue_url: str) -> dict[str, Any]:
+@pytest.fixture
+def stack_rules() -> TriggerRules:
+    """The rules the stack's trigger function reads (SWITCHYARD_TRIGGERS)."""
+    return StackSettings.from_mapping(STACK_SETTINGS).trigger_rules()
+
+
+def drain(inbox: Inbox) -> dict[str, Any]:
     """Everything on the queue, as the SQS event an event-source mapping would deliver."""
     records = []
     while True:
-        got = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        got = inbox.sqs.receive_message(
+            QueueUrl=inbox.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
         ).get("Messages", [])
         if not got:
             break
@@ -176,22 +188,23 @@ def drain(sqs: Any, queue_url: str) -> dict[str, Any]:
                     "messageAttributes": {},
                     "md5OfBody": m["MD5OfBody"],
                     "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:switchyard-triggers",
-                    "awsRegion": "us-east-1",
+                    "eventSourceARN": inbox.queue_arn,
+                    "awsRegion": inbox.queue_arn.split(":")[3],
                 }
             )
     return {"Records": records}
 
 
 def test_moto_bucket_notification_through_sqs_starts_one_run(
-    aws: tuple[Any, Any, str], services: Services, rules: TriggerRules
+    inbox: Inbox, services: Services, stack_rules: TriggerRules
 ) -> None:
-    s3, sqs, queue_url = aws
-    trigger_functions.configure(services, rules)
-    s3.put_object(Bucket="acme-inbox", Key=DECODED_KEY, Body=b"%PDF-1.7 invoice")
-    s3.put_object(Bucket="acme-inbox", Key="notes/readme.txt", Body=b"not for any rule")
+    s3 = inbox.s3
+    trigger_functions.configure(services, stack_rules)
+    s3.put_object(Bucket=inbox.bucket, Key=DECODED_KEY, Body=b"%PDF-1.7 invoice")
+    # Notified (the inbox's filter is the broader invoices/), but no rule matches it.
+    s3.put_object(Bucket=inbox.bucket, Key=UNMATCHED_KEY, Body=b"not for any rule")
 
-    event = drain(sqs, queue_url)
+    event = drain(inbox)
     bodies = [json.loads(r["body"]) for r in event["Records"]]
     assert bodies[0]["Event"] == "s3:TestEvent"  # what S3 sends first
     assert len(bodies) == 3
@@ -200,7 +213,8 @@ def test_moto_bucket_notification_through_sqs_starts_one_run(
     assert response["batchItemFailures"] == []
     (run,) = runs_of(services)
     assert response["runs"] == [run.run_id]
-    head = s3.head_object(Bucket="acme-inbox", Key=DECODED_KEY)
+    head = s3.head_object(Bucket=inbox.bucket, Key=DECODED_KEY)
+    assert run.input["bucket"] == inbox.bucket
     assert run.input["key"] == DECODED_KEY  # URL-decoded: the key S3 itself knows
     assert run.input["size"] == head["ContentLength"]
     assert run.input["etag"] == head["ETag"].strip('"')
@@ -210,10 +224,20 @@ def test_moto_bucket_notification_through_sqs_starts_one_run(
     # The queue redelivers the same notification: no second run.
     assert handler(event)["runs"] == [run.run_id]
     # The same bytes uploaded again (same ETag) are the same object version: no new run.
-    s3.put_object(Bucket="acme-inbox", Key=DECODED_KEY, Body=b"%PDF-1.7 invoice")
-    assert handler(drain(sqs, queue_url))["runs"] == [run.run_id]
+    s3.put_object(Bucket=inbox.bucket, Key=DECODED_KEY, Body=b"%PDF-1.7 invoice")
+    assert handler(drain(inbox))["runs"] == [run.run_id]
     # New content is a new version: a new run.
-    s3.put_object(Bucket="acme-inbox", Key=DECODED_KEY, Body=b"%PDF-1.7 corrected invoice")
-    (second,) = handler(drain(sqs, queue_url))["runs"]
+    s3.put_object(Bucket=inbox.bucket, Key=DECODED_KEY, Body=b"%PDF-1.7 corrected invoice")
+    (second,) = handler(drain(inbox))["runs"]
     assert second != run.run_id
     assert len(runs_of(services)) == 2
+
+
+def test_moto_inbox_notifies_only_keys_under_the_rules_filters(
+    inbox: Inbox, services: Services, stack_rules: TriggerRules
+) -> None:
+    trigger_functions.configure(services, stack_rules)
+    drain(inbox)  # the test event
+    inbox.s3.put_object(Bucket=inbox.bucket, Key="notes/readme.txt", Body=b"outside every rule")
+    assert drain(inbox) == {"Records": []}
+    assert runs_of(services) == []
