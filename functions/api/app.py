@@ -19,7 +19,6 @@ answer; they hold no logic of their own. Every failure leaves as
 from __future__ import annotations
 
 import re
-import threading
 import time
 import traceback
 from typing import Annotated, Any
@@ -32,7 +31,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 
-from functions import run_sync
+from functions import PerContainer, run_sync
 from functions.api import errors
 from functions.api.models import (
     AgentList,
@@ -64,37 +63,35 @@ metrics = new_metrics("api")
 
 app = APIGatewayHttpResolver(enable_validation=True, debug=False)
 
-_services: Services | None = None
-_services_lock = threading.Lock()
 _openapi: str | None = None
 
 
 # ---- composition ---------------------------------------------------------------------------
 
 
+def _build_services() -> Services:
+    from shared.logic.webhooks import completion_hook
+    from shared.wiring import build_services, load_settings
+
+    settings = load_settings()
+    return build_services(
+        settings,
+        # Sync runs finish inside the request: their webhooks go from here.
+        on_complete=completion_hook(settings),
+        service_name="api",
+    )
+
+
+_services: PerContainer[Services] = PerContainer(_build_services)
+
+
 def set_services(svc: Services | None) -> None:
     """Use ``svc`` for every request from now on (``None``: build from the environment)."""
-    global _services
-    with _services_lock:
-        _services = svc
+    _services.set(svc)
 
 
 def get_services() -> Services:
-    global _services
-    if _services is None:
-        with _services_lock:
-            if _services is None:
-                from shared.logic.webhooks import completion_hook
-                from shared.wiring import build_services, load_settings
-
-                settings = load_settings()
-                _services = build_services(
-                    settings,
-                    # Sync runs finish inside the request: their webhooks go from here.
-                    on_complete=completion_hook(settings),
-                    service_name="api",
-                )
-    return _services
+    return _services.get()
 
 
 # ---- entry ---------------------------------------------------------------------------------

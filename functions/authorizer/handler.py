@@ -11,11 +11,10 @@ The key is never logged: only the reason of a refusal and, once known, the key i
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
-from functions import run_sync
+from functions import PerContainer, run_sync
 from shared.errors import AuthError
 from shared.logic.keys import authenticate
 from shared.observability import get_logger
@@ -23,31 +22,24 @@ from shared.tenancy.base import ControlStore
 
 logger = get_logger("authorizer")
 
-_store: ControlStore | None = None
-_store_lock = threading.Lock()
-
-
-def set_store(store: ControlStore | None) -> None:
-    """Check keys against ``store`` from now on (``None``: build from the environment)."""
-    global _store
-    with _store_lock:
-        _store = store
-
-
-def get_store() -> ControlStore:
-    global _store
-    if _store is None:
-        with _store_lock:
-            if _store is None:
-                _store = _build_store()
-    return _store
-
 
 def _build_store() -> ControlStore:
     from shared.config import Settings
     from shared.wiring import build_control_store
 
     return build_control_store(Settings.from_env())
+
+
+_store: PerContainer[ControlStore] = PerContainer(_build_store)
+
+
+def set_store(store: ControlStore | None) -> None:
+    """Check keys against ``store`` from now on (``None``: build from the environment)."""
+    _store.set(store)
+
+
+def get_store() -> ControlStore:
+    return _store.get()
 
 
 def authorization_header(event: Mapping[str, Any]) -> str | None:

@@ -13,12 +13,11 @@ record that keeps failing reaches the DLQ through the transit queue's own redriv
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions import run_sync
+from functions import PerContainer, run_sync
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.logic.dlq import DeadLetterSink, Settled, settle_dead_letter
@@ -33,10 +32,6 @@ logger = get_logger("switchyard-dlq")
 class Container:
     services: Services
     dlq: DeadLetterSink
-
-
-_container: Container | None = None
-_lock = threading.Lock()
 
 
 def build_container(env: Mapping[str, str] | None = None) -> Container:
@@ -61,26 +56,22 @@ def build_container(env: Mapping[str, str] | None = None) -> Container:
     return Container(services=services, dlq=dlq)
 
 
+_container: PerContainer[Container] = PerContainer(build_container)
+
+
 def container() -> Container:
-    global _container
-    if _container is None:
-        with _lock:
-            if _container is None:
-                _container = build_container()
-    return _container
+    return _container.get()
 
 
 def configure(services: Services | None, dlq: DeadLetterSink | None = None) -> None:
     """Use ``services`` and keep dead letters in ``dlq`` from now on (tests, the local
     stack); ``None`` forgets them, so the next invocation builds from the environment."""
-    global _container
-    with _lock:
-        if services is None:
-            _container = None
-            return
-        if dlq is None:
-            raise ConfigError("configure() needs the DLQ the dead letters are kept in")
-        _container = Container(services=services, dlq=dlq)
+    if services is None:
+        _container.set(None)
+        return
+    if dlq is None:
+        raise ConfigError("configure() needs the DLQ the dead letters are kept in")
+    _container.set(Container(services=services, dlq=dlq))
 
 
 def queue_message(record: Mapping[str, Any]) -> QueueMessage:

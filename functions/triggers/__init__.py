@@ -9,10 +9,10 @@ set; completion webhooks wired), and runs every invocation on the container's ev
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from functions import PerContainer
 from shared.config import Settings
 from shared.logic.service import Services
 from shared.logic.triggers import TriggerRules, load_triggers
@@ -24,10 +24,6 @@ class Container:
 
     services: Services
     rules: TriggerRules
-
-
-_container: Container | None = None
-_lock = threading.Lock()
 
 
 def build_container(env: Mapping[str, str] | None = None) -> Container:
@@ -46,26 +42,22 @@ def build_container(env: Mapping[str, str] | None = None) -> Container:
     return Container(services=services, rules=rules)
 
 
+_container: PerContainer[Container] = PerContainer(build_container)
+
+
 def container() -> Container:
-    global _container
-    if _container is None:
-        with _lock:
-            if _container is None:
-                _container = build_container()
-    return _container
+    return _container.get()
 
 
 def configure(services: Services | None, rules: TriggerRules | None = None) -> None:
     """Use ``services`` and ``rules`` (default: those ``services.settings`` point at) from
     now on; ``None`` forgets them, so the next invocation builds from the environment."""
-    global _container
-    with _lock:
-        if services is None:
-            _container = None
-            return
-        chosen = rules if rules is not None else load_triggers(services.settings)
-        chosen.check_agents(services.registry)
-        _container = Container(services=services, rules=chosen)
+    if services is None:
+        _container.set(None)
+        return
+    chosen = rules if rules is not None else load_triggers(services.settings)
+    chosen.check_agents(services.registry)
+    _container.set(Container(services=services, rules=chosen))
 
 
 __all__ = ["Container", "build_container", "configure", "container"]
