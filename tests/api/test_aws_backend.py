@@ -21,11 +21,10 @@ from infra import constants as c
 from shared.config import Settings
 from shared.dal.local import deploy_assembly
 from shared.logic import service
-from shared.logic.keys import create_key
 from shared.logic.service import Services
 from shared.models.run import RunStatus
 from shared.wiring import build_services
-from tests.api.conftest import assert_error
+from tests.api.conftest import assert_error, new_key
 from tests.support.apigw import Gateway
 
 RESEARCH = {"agent": "researcher", "input": "durable agent runtimes"}
@@ -48,11 +47,6 @@ def aws_svc(cloud_assembly: Path) -> Iterator[Services]:
 def aws_gw(aws_svc: Services, install: Any) -> Gateway:
     gateway: Gateway = install(aws_svc)
     return gateway
-
-
-def _key(svc: Services, tenant: str) -> str:
-    key, _ = asyncio.run(create_key(svc.control, tenant))
-    return key
 
 
 async def _work(svc: Services) -> list[str]:
@@ -82,7 +76,7 @@ def _queued(svc: Services) -> list[str]:
 def test_async_submit_lands_on_sqs_and_runs_to_completion(
     aws_gw: Gateway, aws_svc: Services
 ) -> None:
-    key = _key(aws_svc, "acme")
+    key = new_key(aws_svc, "acme")
     submitted = aws_gw.post("/v1/runs", json_body=RESEARCH, key=key)
     assert submitted.status == 202
     run_id = submitted.json()["run_id"]
@@ -100,7 +94,7 @@ def test_async_submit_lands_on_sqs_and_runs_to_completion(
 
 
 def test_sync_submit_answers_200(aws_gw: Gateway, aws_svc: Services) -> None:
-    key = _key(aws_svc, "acme")
+    key = new_key(aws_svc, "acme")
     response = aws_gw.post(
         "/v1/runs", json_body={"agent": "ticket-triage", "input": "charged twice"}, key=key
     )
@@ -110,7 +104,7 @@ def test_sync_submit_answers_200(aws_gw: Gateway, aws_svc: Services) -> None:
 
 
 def test_idempotency_on_dynamodb(aws_gw: Gateway, aws_svc: Services) -> None:
-    key = _key(aws_svc, "acme")
+    key = new_key(aws_svc, "acme")
     headers = {"Idempotency-Key": "order-42"}
     first = aws_gw.post("/v1/runs", json_body=RESEARCH, key=key, headers=headers)
     again = aws_gw.post("/v1/runs", json_body=RESEARCH, key=key, headers=headers)
@@ -124,7 +118,7 @@ def test_idempotency_on_dynamodb(aws_gw: Gateway, aws_svc: Services) -> None:
 
 
 def test_tenant_isolation_and_threads_on_dynamodb(aws_gw: Gateway, aws_svc: Services) -> None:
-    acme, globex = _key(aws_svc, "acme"), _key(aws_svc, "globex")
+    acme, globex = new_key(aws_svc, "acme"), new_key(aws_svc, "globex")
     run_id = aws_gw.post("/v1/runs", json_body={**RESEARCH, "thread_id": "t-1"}, key=acme).json()[
         "run_id"
     ]
@@ -142,6 +136,6 @@ def test_tenant_isolation_and_threads_on_dynamodb(aws_gw: Gateway, aws_svc: Serv
 
 
 def test_the_authorizer_checks_keys_in_dynamodb(aws_gw: Gateway, aws_svc: Services) -> None:
-    key = _key(aws_svc, "acme")
+    key = new_key(aws_svc, "acme")
     assert aws_gw.get("/v1/runs", key=key).status == 200
     assert aws_gw.get("/v1/runs", key=key[:-1] + ("A" if key[-1] != "A" else "B")).status == 403

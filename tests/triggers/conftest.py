@@ -77,15 +77,8 @@ STACK_SETTINGS: dict[str, Any] = {
     "queues": {"max_receive_count": MAX_RECEIVES, "dlq_visibility_timeout_s": 0},
     "triggers": {
         "s3": [
-            {
-                "name": "invoices",
-                "prefix": "invoices/",
-                "suffix": ".pdf",
-                "agent": "researcher",
-                "tenant": "acme",
-                "input": {"task": "extract the totals"},
-                "metadata": {"team": "finance"},
-            },
+            # The same invoices rule the direct-handler tests use, on the stack's own inbox.
+            {k: v for k, v in RULES["s3"][0].items() if k != "bucket"},
             {
                 "name": "archive",
                 "prefix": "invoices/archive/",
