@@ -21,7 +21,7 @@ from shared.logic.service import Services
 from shared.models.run import RunStatus
 from shared.queue.memory import MemoryQueue
 from shared.wiring import build_services
-from tests.support.apigw import Gateway, GatewayResponse
+from devstack.apigw import Gateway, GatewayResponse
 
 
 @pytest.fixture

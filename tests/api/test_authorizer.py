@@ -15,7 +15,7 @@ from shared.errors import JournalError
 from shared.logic.keys import create_key, revoke_key
 from shared.tenancy.base import ApiKeyRecord
 from shared.tenancy.memory import MemoryControlStore
-from tests.support.apigw import Gateway, api_event, authorizer_event
+from devstack.apigw import Gateway, api_event, authorizer_event
 
 
 @pytest.fixture

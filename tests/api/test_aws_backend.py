@@ -25,7 +25,7 @@ from shared.logic.service import Services
 from shared.models.run import RunStatus
 from shared.wiring import build_services
 from tests.api.conftest import assert_error, new_key
-from tests.support.apigw import Gateway
+from devstack.apigw import Gateway
 
 RESEARCH = {"agent": "researcher", "input": "durable agent runtimes"}
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import json, sys
 import functions.api.handler as entry
-from tests.support.apigw import api_event
+from devstack.apigw import api_event
 
 imported_at_import = "anthropic" in sys.modules
 event = api_event(

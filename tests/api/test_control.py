@@ -8,7 +8,7 @@ import pytest
 
 from shared.logic.service import Services
 from tests.api.conftest import assert_error, queued_run_ids, run_worker
-from tests.support.apigw import Gateway
+from devstack.apigw import Gateway
 
 OPS = {"agent": "ops-assistant", "input": "checkout is slow"}
 RESEARCH = {"agent": "researcher", "input": "q"}

@@ -15,7 +15,7 @@ from shared.journal.memory import MemoryJournal
 from shared.logic.service import Services
 from shared.models.run import Run
 from tests.api.conftest import assert_error, new_key
-from tests.support.apigw import Gateway
+from devstack.apigw import Gateway
 
 RESEARCH = {"agent": "researcher", "input": "q"}
 
@@ -107,7 +107,7 @@ def test_a_request_without_tenant_context_is_401_on_every_route(
 
 def test_empty_tenant_in_context_is_401(gw: Gateway) -> None:
     from functions.api.handler import handler
-    from tests.support.apigw import api_event
+    from devstack.apigw import api_event
 
     event = api_event("GET", "/v1/runs", authorizer={"tenant": "", "key_id": "k"})
     assert handler(event, None)["statusCode"] == 401

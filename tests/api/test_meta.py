@@ -9,7 +9,7 @@ import pytest
 from functions.api import app as api_app
 from functions.api.handler import handler
 from tests.api.conftest import assert_error
-from tests.support.apigw import Gateway, api_event
+from devstack.apigw import Gateway, api_event
 
 # Every route of DESIGN §5, as (method, OpenAPI path).
 ROUTES = {

@@ -15,7 +15,7 @@ from tests.api.conftest import (
     queued_run_ids,
     run_worker,
 )
-from tests.support.apigw import Gateway
+from devstack.apigw import Gateway
 
 TRIAGE = {"agent": "ticket-triage", "input": "I was charged twice for my subscription"}
 RESEARCH = {"agent": "researcher", "input": "durable agent runtimes"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.logic.service import Services
 from tests.api.conftest import assert_error, run_worker
-from tests.support.apigw import Gateway
+from devstack.apigw import Gateway
 
 
 def test_a_second_tenant_sees_nothing_of_the_first(

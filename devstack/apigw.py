@@ -7,7 +7,8 @@ the Lambda authorizer (``isAuthorized: false`` → 403, an exception → 500), a
 authorizer's context on as ``requestContext.authorizer.lambda``. Those gateway-made answers
 have API Gateway's own body, ``{"message": ...}``; everything else is the API function's.
 
-Used by the contract tests, and meant for the local gateway of the dev stack as well.
+Used by the contract tests and, behind an HTTP server, by the local stack's gateway
+(``devstack.gateway``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from functions.api.app import PUBLIC_ROUTES
 from functions.api.handler import handler as api_handler
@@ -63,10 +64,15 @@ def api_event(
     body: str | bytes | None = None,
     authorizer: Mapping[str, Any] | None = None,
     request_id: str | None = None,
+    raw_query: str | None = None,
+    source_ip: str = "127.0.0.1",
 ) -> dict[str, Any]:
-    """The event API Gateway sends for ``method path`` on the ``$default`` stage and route."""
+    """The event API Gateway sends for ``method path`` on the ``$default`` stage and route.
+    ``raw_query`` (a request's query string as sent) takes the place of ``query``."""
     now = datetime.now(UTC)
     pairs: list[tuple[str, str]] = []
+    if raw_query is not None:
+        pairs = parse_qsl(raw_query, keep_blank_values=True)
     for name, value in (query or {}).items():
         values = value if isinstance(value, list) else [value]
         pairs.extend((name, str(v)) for v in values)
@@ -79,7 +85,7 @@ def api_event(
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": urlencode(pairs, quote_via=quote),
+        "rawQueryString": raw_query if raw_query is not None else urlencode(pairs, quote_via=quote),
         "headers": lowered,
         "requestContext": {
             "accountId": ACCOUNT,
@@ -90,7 +96,7 @@ def api_event(
                 "method": method.upper(),
                 "path": path,
                 "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
+                "sourceIp": source_ip,
                 "userAgent": lowered.get("user-agent", "switchyard-tests"),
             },
             "requestId": request_id or uuid.uuid4().hex,
@@ -169,6 +175,11 @@ class Gateway:
             body = json.dumps(json_body)
             all_headers.setdefault("Content-Type", "application/json")
         event = api_event(method, path, query=query, headers=all_headers, body=body)
+        return self.dispatch(event, skip_authorizer=skip_authorizer)
+
+    def dispatch(self, event: dict[str, Any], *, skip_authorizer: bool = False) -> GatewayResponse:
+        """What API Gateway does with one request's event: the authorizer, then the API."""
+        method, path = event["requestContext"]["http"]["method"], event["rawPath"]
         if (method.upper(), path) not in self.public_routes and not skip_authorizer:
             if not event["headers"].get("authorization"):
                 return _gateway_answer(401, "Unauthorized")
