@@ -171,4 +171,3 @@ class LocalGateway:
                 return  # the API function logs every request itself
 
         return Handler
-

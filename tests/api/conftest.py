@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devstack.apigw import Gateway, GatewayResponse
 from functions.api.app import set_services
 from functions.authorizer.handler import set_store
 from shared.config import Settings
@@ -21,7 +22,6 @@ from shared.logic.service import Services
 from shared.models.run import RunStatus
 from shared.queue.memory import MemoryQueue
 from shared.wiring import build_services
-from devstack.apigw import Gateway, GatewayResponse
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from devstack.apigw import Gateway, api_event, authorizer_event
 from functions.authorizer import handler as authorizer
 from shared.errors import JournalError
 from shared.logic.keys import create_key, revoke_key
 from shared.tenancy.base import ApiKeyRecord
 from shared.tenancy.memory import MemoryControlStore
-from devstack.apigw import Gateway, api_event, authorizer_event
 
 
 @pytest.fixture

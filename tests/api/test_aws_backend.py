@@ -17,6 +17,7 @@ pytest.importorskip("shared.tenancy.dynamodb", reason="the DynamoDB control stor
 
 from moto import mock_aws
 
+from devstack.apigw import Gateway
 from infra import constants as c
 from shared.config import Settings
 from shared.dal.local import deploy_assembly
@@ -25,7 +26,6 @@ from shared.logic.service import Services
 from shared.models.run import RunStatus
 from shared.wiring import build_services
 from tests.api.conftest import assert_error, new_key
-from devstack.apigw import Gateway
 
 RESEARCH = {"agent": "researcher", "input": "durable agent runtimes"}
 

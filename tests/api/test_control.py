@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from devstack.apigw import Gateway
 from shared.logic.service import Services
 from tests.api.conftest import assert_error, queued_run_ids, run_worker
-from devstack.apigw import Gateway
 
 OPS = {"agent": "ops-assistant", "input": "checkout is slow"}
 RESEARCH = {"agent": "researcher", "input": "q"}

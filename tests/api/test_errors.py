@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from devstack.apigw import Gateway
 from functions.api import errors
 from shared.errors import JournalError, SwitchyardError
 from shared.journal.memory import MemoryJournal
 from shared.logic.service import Services
 from shared.models.run import Run
 from tests.api.conftest import assert_error, new_key
-from devstack.apigw import Gateway
 
 RESEARCH = {"agent": "researcher", "input": "q"}
 
@@ -106,8 +106,8 @@ def test_a_request_without_tenant_context_is_401_on_every_route(
 
 
 def test_empty_tenant_in_context_is_401(gw: Gateway) -> None:
-    from functions.api.handler import handler
     from devstack.apigw import api_event
+    from functions.api.handler import handler
 
     event = api_event("GET", "/v1/runs", authorizer={"tenant": "", "key_id": "k"})
     assert handler(event, None)["statusCode"] == 401

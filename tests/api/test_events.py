@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from devstack.apigw import Gateway, GatewayResponse
 from shared.journal.memory import MemoryJournal
 from shared.logic.service import Services
 from shared.models.events import Event
 from tests.api.conftest import assert_error, memory_services, new_key, run_worker
-from devstack.apigw import Gateway, GatewayResponse
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

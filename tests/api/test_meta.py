@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from devstack.apigw import Gateway, api_event
 from functions.api import app as api_app
 from functions.api.handler import handler
 from tests.api.conftest import assert_error
-from devstack.apigw import Gateway, api_event
 
 # Every route of DESIGN §5, as (method, OpenAPI path).
 ROUTES = {

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from devstack.apigw import Gateway
 from shared.config import Settings
 from shared.logic.service import Services
 from shared.wiring import build_services
@@ -15,7 +16,6 @@ from tests.api.conftest import (
     queued_run_ids,
     run_worker,
 )
-from devstack.apigw import Gateway
 
 TRIAGE = {"agent": "ticket-triage", "input": "I was charged twice for my subscription"}
 RESEARCH = {"agent": "researcher", "input": "durable agent runtimes"}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from devstack.apigw import Gateway
 from shared.logic.service import Services
 from tests.api.conftest import assert_error, run_worker
-from devstack.apigw import Gateway
 
 
 def test_a_second_tenant_sees_nothing_of_the_first(
