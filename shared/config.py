@@ -23,6 +23,8 @@ class Settings(BaseModel):
 
     agent_modules: tuple[str, ...] = ()
     provider: ProviderName = "offline"
+    # The offline model's delay per call (the local stack slows it so runs can be watched).
+    offline_latency_s: float = Field(default=0.0, ge=0, le=60)
     # Where state lives: DynamoDB + S3 + SQS (real, or moto via AWS_ENDPOINT_URL), or memory.
     backend: BackendName = "aws"
     table_name: str = "switchyard"
@@ -75,6 +77,7 @@ class Settings(BaseModel):
             "bucket_name": "SWITCHYARD_BUCKET",
             "region": "AWS_REGION",
             "lease_ttl_s": "SWITCHYARD_LEASE_TTL_S",
+            "offline_latency_s": "SWITCHYARD_OFFLINE_LATENCY_S",
             "overflow_threshold_bytes": "SWITCHYARD_OVERFLOW_BYTES",
             "retention_days": "SWITCHYARD_RETENTION_DAYS",
             "log_level": "SWITCHYARD_LOG_LEVEL",

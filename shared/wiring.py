@@ -28,7 +28,7 @@ def build_services(
     secrets: Mapping[str, str] | None = None,
     on_complete: CompletionHook | None = None,
     owner: str | None = None,
-    offline_latency_s: float = 0.0,
+    offline_latency_s: float | None = None,
     service_name: str | None = None,
 ) -> Services:
     """``service_name`` (e.g. "api", "worker") turns on Powertools logs, metrics and traces
@@ -37,7 +37,8 @@ def build_services(
     def make_provider() -> Provider:
         from shared.providers.factory import build_provider
 
-        return build_provider(settings, offline_latency_s=offline_latency_s)
+        latency = settings.offline_latency_s if offline_latency_s is None else offline_latency_s
+        return build_provider(settings, offline_latency_s=latency)
 
     if (backend or settings.backend) == "memory":
         from shared.journal.memory import MemoryJournal

@@ -294,6 +294,21 @@ def reset_moto(endpoint_url: str) -> None:
         response.read()
 
 
+def configure_moto_server(endpoint_url: str, config: Mapping[str, Any]) -> None:
+    """Set a moto server's configuration (``/moto-api/config``), e.g. Step Functions'
+    ``{"stepfunctions": {"execute_state_machine": True}}``."""
+    if not endpoint_url.startswith(("http://", "https://")):
+        raise ValueError(f"not a moto server URL: {endpoint_url!r}")
+    request = urllib.request.Request(  # noqa: S310 (http checked)
+        f"{endpoint_url}/moto-api/config",
+        data=json.dumps(dict(config)).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http checked)
+        response.read()
+
+
 # ---- reading the assembly --------------------------------------------------------------------
 
 

@@ -1,0 +1,269 @@
+"""The local stack: everything `make dev` starts, in start order, and stopped in reverse.
+
+1. AWS credentials forced to moto's dummies and ``AWS_ENDPOINT_URL`` pointed at a moto
+   server on 127.0.0.1 (in this process; Step Functions execution switched on), so nothing
+   here can reach a real account.
+2. The CDK app synthesized with ``LOCAL_STACK_SETTINGS`` (cached under build/cfn-moto) and
+   deployed into moto through its CloudFormation, the whole template.
+3. The template read back (``devstack.topology``): each function installed in this process
+   with its deployed environment; a poller per event-source mapping; the schedules.
+4. A development API key for tenant ``dev``; worker processes under a supervisor; the local
+   gateway serving HTTP.
+
+State lives in the moto server, so it lives exactly as long as this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devstack.apigw import Gateway
+from devstack.functions import LocalFunctions
+from devstack.gateway import LocalGateway
+from devstack.pollers import QueuePoller
+from devstack.scheduler import Scheduler, UnknownSchedule
+from devstack.stack_settings import DEV_TENANT, LOCAL_STACK_SETTINGS, DevOptions
+from devstack.supervisor import WorkerSupervisor, worker_environment
+from devstack.topology import Topology, read_topology
+
+OUTPUTS_FILE = "local-outputs.json"
+_MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+_FIRE = re.compile(r"^/_local/schedules/([^/]+)/fire$")
+
+
+class LocalStack:
+    def __init__(self, options: DevOptions, report: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self.report = report or (lambda line: None)
+        self.api_key = ""
+        self.moto_url = ""
+        self.outputs: dict[str, str] = {}
+        self.topology: Topology | None = None
+        self.stack_name = ""
+        self._moto: Any = None
+        self._functions: LocalFunctions | None = None
+        self._pollers: list[QueuePoller] = []
+        self.scheduler: Scheduler | None = None
+        self.supervisor: WorkerSupervisor | None = None
+        self.gateway: LocalGateway | None = None
+        self.started_s = 0.0
+
+    # ---- start ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        started = time.monotonic()
+        # Bound first: a port already taken fails before anything else is started.
+        self.gateway = LocalGateway(Gateway(), port=self.options.port, admin=self.admin)
+        try:
+            self._start_moto()
+            deployed, template = self._deploy()
+            self.topology = read_topology(template, deployed)
+            overrides = {**self._local_overrides(), **self._secrets()}
+            self._functions = LocalFunctions(self.topology.functions, overrides)
+            self._functions.install()
+            self.api_key = self._dev_key()
+            region = deployed.region
+            self._pollers = [
+                QueuePoller(source, self._functions, region=region, report=self.report)
+                for source in self.topology.event_sources
+            ]
+            for poller in self._pollers:
+                poller.start()
+            self.scheduler = Scheduler(self.topology.schedules, self._functions, report=self.report)
+            self.scheduler.start()
+            from infra.constants import WORKER_CONTAINER
+            from shared.dal.local import container_environment
+
+            self.supervisor = WorkerSupervisor(
+                worker_environment(container_environment(deployed, WORKER_CONTAINER), overrides),
+                count=self.options.workers,
+                state_dir=self.options.state_dir,
+                stop_timeout_s=self.options.stop_timeout_s,
+                report=self.report,
+            )
+            self.supervisor.start()
+            self.gateway.start()
+            self._write_outputs(region)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_s = time.monotonic() - started
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        from shared.dal.local import configure_moto_server
+
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            os.environ.pop(name, None)
+        os.environ.update(_MOTO_CREDENTIALS)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        port = self.options.moto_port or _free_port()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._moto.start()
+        self.moto_url = f"http://127.0.0.1:{port}"
+        os.environ["AWS_ENDPOINT_URL"] = self.moto_url
+        # Step Functions service integrations call moto at localhost:$MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(port)
+        configure_moto_server(self.moto_url, {"stepfunctions": {"execute_state_machine": True}})
+
+    def _deploy(self) -> tuple[Any, dict[str, Any]]:
+        from devstack.synth import synthesize_in_child
+        from shared.dal.local import deploy_template, only_stack
+
+        self.report("synthesizing the CDK app (cached in build/cfn-moto after the first run)")
+        assembly = synthesize_in_child()
+        deployed = deploy_template(
+            LOCAL_STACK_SETTINGS, endpoint_url=self.moto_url, resource_types=None
+        )
+        self.stack_name = deployed.name
+        self.outputs = dict(deployed.outputs)
+        self.report(
+            f"deployed stack {deployed.name} into moto: {len(deployed.resources)} resources "
+            f"in {deployed.seconds:.1f} s"
+        )
+        return deployed, only_stack(assembly).template()
+
+    def _local_overrides(self) -> dict[str, str]:
+        """Settings of the local stack on top of the template's environments."""
+        overrides = {
+            "SWITCHYARD_OFFLINE_LATENCY_S": str(self.options.offline_latency_s),
+            # Webhooks to a receiver on this machine are the point of trying them locally.
+            "SWITCHYARD_WEBHOOK_ALLOW_PRIVATE": "true",
+            # Ctrl-C should not wait ECS's full 30 s for a drain.
+            "SWITCHYARD_WORKER_DRAIN_TIMEOUT_S": str(max(1.0, self.options.stop_timeout_s - 3)),
+            # A short long poll: a stopping worker waits for the poll in flight.
+            "SWITCHYARD_WORKER_RECEIVE_WAIT_S": "2",
+        }
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            overrides["SWITCHYARD_PROVIDER"] = "anthropic"
+        return overrides
+
+    def _secrets(self) -> dict[str, str]:
+        """The stack's secrets (from moto's Secrets Manager) under the variables the code
+        reads: what a function's cold start exports and ECS injects into the worker."""
+        from shared.dal.secrets import export_secrets
+        from shared.observability import register_secret
+
+        assert self.topology is not None
+        env = dict(self.topology.function("functions.api.handler.handler").environment)
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            env["ANTHROPIC_API_KEY"] = os.environ["ANTHROPIC_API_KEY"]  # the user's, not moto's
+        exported = export_secrets(env, on_value=register_secret)
+        return {name: env[name] for name in exported if name != "ANTHROPIC_API_KEY"}
+
+    def _dev_key(self) -> str:
+        from shared.config import Settings
+        from shared.logic.keys import create_key
+        from shared.wiring import build_control_store
+
+        assert self.topology is not None
+        api = self.topology.function("functions.api.handler.handler")
+        store = build_control_store(Settings.from_env(api.environment))
+        key, _ = asyncio.run(create_key(store, DEV_TENANT, "make dev"))
+        return key
+
+    def _write_outputs(self, region: str) -> None:
+        """cdk-outputs.json's shape, plus where the stack's AWS is: what operator commands
+        (`switchyard keys`, `switchyard dlq`) read."""
+        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        document = {
+            self.stack_name: {
+                **self.outputs,
+                "ApiUrl": self.url,
+                "AwsEndpointUrl": self.moto_url,
+                "Region": region,
+            }
+        }
+        self.outputs_path.write_text(json.dumps(document, indent=2) + "\n")
+
+    @property
+    def outputs_path(self) -> Path:
+        return self.options.state_dir / OUTPUTS_FILE
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url if self.gateway is not None else ""
+
+    # ---- the local controls (/_local/...) ------------------------------------------------------
+
+    def admin(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if method == "GET" and path == "/_local/workers":
+            workers = self.supervisor.describe() if self.supervisor else []
+            replaced = self.supervisor.replaced if self.supervisor else 0
+            return 200, {"workers": workers, "replaced": replaced}
+        if method == "GET" and path == "/_local/schedules":
+            return 200, {"schedules": self.scheduler.describe() if self.scheduler else []}
+        fire = _FIRE.match(path)
+        if method == "POST" and fire and self.scheduler is not None:
+            try:
+                return 200, {
+                    "schedule": fire.group(1),
+                    "result": self.scheduler.fire(fire.group(1)),
+                }
+            except UnknownSchedule:
+                return 404, {"message": f"no schedule named {fire.group(1)!r}"}
+        if method == "GET" and path == "/_local/stack":
+            return 200, {
+                "stack": self.stack_name,
+                "moto": self.moto_url,
+                "outputs": self.outputs,
+                "outputs_file": str(self.outputs_path),
+                "pollers": [
+                    {
+                        "function": p.source.function.name,
+                        "queue": p.source.queue_url,
+                        "delivered": p.delivered,
+                    }
+                    for p in self._pollers
+                ],
+            }
+        return 404, {"message": f"no local control {method} {path}"}
+
+    # ---- stop ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything that was started, newest first; safe to call more than once."""
+        if self.gateway is not None:
+            gateway, self.gateway = self.gateway, None
+            gateway.stop()
+        if self.supervisor is not None:
+            supervisor, self.supervisor = self.supervisor, None
+            supervisor.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for poller in self._pollers:
+            poller.stop()
+        for poller in self._pollers:
+            poller.join(5.0)
+        if self.scheduler is not None:
+            self.scheduler.join(5.0)
+            self.scheduler = None
+        self._pollers = []
+        if self._functions is not None:
+            self._functions.uninstall()
+            self._functions = None
+        if self._moto is not None:
+            moto, self._moto = self._moto, None
+            moto.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -1,0 +1,56 @@
+"""What `make dev` runs: the options of the local stack, and the stack it deploys (the
+production template with a short lease, so a crashed run resumes within 10 s; the offline
+model; demo trigger rules for tenant "dev")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOCAL_STAGE = "local"
+DEV_TENANT = "dev"
+LOCAL_STACK_SETTINGS: dict[str, Any] = {
+    "stage": LOCAL_STAGE,
+    "removal_policy": "destroy",
+    "provider": "offline",
+    "tracing": False,
+    "lease_ttl_s": 10,
+    "triggers": {
+        "s3": [
+            {
+                "name": "tickets-inbox",
+                "prefix": "tickets/",
+                "agent": "ticket-triage",
+                "tenant": DEV_TENANT,
+                "input": {"task": "triage the uploaded ticket"},
+            }
+        ],
+        "schedules": [
+            {
+                "name": "hourly-triage",
+                "expression": "rate(1 hour)",
+                "agent": "ticket-triage",
+                "tenant": DEV_TENANT,
+                "input": "Scheduled check: is anything urgent in the queue?",
+            },
+            {
+                "name": "morning-digest",
+                "expression": "cron(0 6 * * ? *)",
+                "agent": "researcher",
+                "tenant": DEV_TENANT,
+                "input": "Summarise yesterday's incidents",
+            },
+        ],
+    },
+}
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    port: int = 8000
+    workers: int = 2
+    offline_latency_s: float = 0.2
+    state_dir: Path = Path(".switchyard")
+    moto_port: int = 0  # 0: any free port
+    stop_timeout_s: float = 10.0
