@@ -46,8 +46,10 @@ from functions.api.models import (
 from shared.errors import AuthError, NotFoundError, SwitchyardError
 from shared.logic import service
 from shared.logic.service import Services
+from shared.logic.usage import MAX_RUNS, usage_report
 from shared.models.api import ApprovalBody, RunCreate
 from shared.models.run import Run, RunStatus, Shape
+from shared.models.usage import MAX_WINDOW_DAYS, UsageQuery, UsageReport
 from shared.observability import count, get_logger, new_metrics, redact
 
 API_VERSION = "1.0.0"
@@ -466,6 +468,41 @@ def list_agents() -> Response[Any]:
 
 
 @app.get(
+    f"{PREFIX}/usage",
+    summary="Tokens and cost of the tenant's runs, grouped by agent or tenant",
+    description=(
+        f"Runs created in [`from`, `to`) (default: the last 24 hours; at most {MAX_WINDOW_DAYS} "
+        "days), the caller's tenant only, summed per group; groups by `cost_usd` descending, "
+        f"then `key`. 422 if more than {MAX_RUNS:,} runs were created between `from` and now."
+    ),
+    responses=_doc(
+        UsageReport,
+        errors_=(400, 401),
+        extra={
+            422: {
+                "description": "More runs between `from` and now than one report reads",
+                "content": _content(ErrorResponse),
+            }
+        },
+    ),
+    tags=["usage"],
+    security=_AUTH,
+)
+def get_usage(query: Annotated[UsageQuery, Query()]) -> Response[Any]:
+    tenant = _tenant()
+    report = run_sync(
+        usage_report(
+            get_services().journal,
+            tenant,
+            group_by=query.group_by,
+            start=query.from_,
+            end=query.to,
+        )
+    )
+    return _json(report.model_dump(mode="json", by_alias=True))
+
+
+@app.get(
     f"{PREFIX}/health",
     summary="Liveness (no auth)",
     responses=_doc(Health, errors_=()),
@@ -502,7 +539,6 @@ def openapi_json() -> str:
 
 # Later milestones: a clear 501 until they land, so clients can tell "not yet" from "wrong".
 _LATER = (
-    ("GET", f"{PREFIX}/usage", "usage (tokens and cost)"),
     ("GET", f"{PREFIX}/pipelines", "pipelines"),
     ("POST", f"{PREFIX}/jobs", "pipeline jobs"),
     ("GET", f"{PREFIX}/jobs/<job_id>", "pipeline jobs"),
