@@ -44,7 +44,7 @@ destroy: install node_modules/.installed
 	$(NPX) cdk destroy --force $(CDK_ARGS)
 
 dev: install
-	$(PY) -m shared.cli dev
+	$(PY) -m shared.cli dev $(DEV_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,7 @@
-"""The `switchyard` CLI as a user runs it: a subprocess, its output and its exit code."""
+"""The `switchyard` CLI as a user runs it: a subprocess, its output and its exit code.
+
+(The API commands against a running gateway: test_cli_http.py; the operator commands on the
+stack's queues and table: test_cli_operator.py.)"""
 
 from __future__ import annotations
 
@@ -10,14 +13,20 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+CLI_ENV = ("SWITCHYARD_URL", "SWITCHYARD_API_KEY", "SWITCHYARD_OUTPUTS")
 
 
-def switchyard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def switchyard(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run in ``cwd`` (not the repository: a `.switchyard/local-outputs.json` or
+    `cdk-outputs.json` there would point the operator commands at that stack), without the
+    developer's SWITCHYARD_URL/API_KEY/OUTPUTS."""
+    base = {k: v for k, v in os.environ.items() if k not in CLI_ENV}
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -25,36 +34,59 @@ def switchyard(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
-def test_agents_list_json_describes_every_example_agent() -> None:
-    done = switchyard("agents", "list", "--json")
+def test_agents_list_json_describes_every_example_agent(tmp_path: Path) -> None:
+    # No API named: the local registry (as with --local).
+    for args in (("agents", "list", "--json"), ("agents", "list", "--local", "--json")):
+        done = switchyard(*args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        agents = {a["name"]: a for a in json.loads(done.stdout)["agents"]}
+        assert set(agents) == {"ticket-triage", "researcher", "ops-assistant"}
+        restart = next(
+            t for t in agents["ops-assistant"]["tools"] if t["name"] == "restart_service"
+        )
+        assert restart["requires_approval"] is True
+        assert restart["side_effect"] is True
+        assert restart["input_schema"]["required"] == ["service", "reason"]
+
+
+def test_agents_list_human(tmp_path: Path) -> None:
+    done = switchyard("agents", "list", "--local", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    agents = {a["name"]: a for a in json.loads(done.stdout)}
-    assert set(agents) == {"ticket-triage", "researcher", "ops-assistant"}
-    restart = next(t for t in agents["ops-assistant"]["tools"] if t["name"] == "restart_service")
-    assert restart["requires_approval"] is True
-    assert restart["side_effect"] is True
-    assert restart["input_schema"]["required"] == ["service", "reason"]
+    header, *rows, legend = done.stdout.splitlines()
+    assert header.split() == ["AGENT", "MODEL", "SHAPE", "TOOLS"]
+    assert [r.split()[0] for r in rows] == ["ops-assistant", "researcher", "ticket-triage"]
+    assert legend == "(* needs approval, ! side effect)"
 
 
-def test_a_bad_agent_module_is_one_line_and_a_non_zero_exit() -> None:
-    done = switchyard("agents", "list", env={"SWITCHYARD_AGENT_MODULES": "no.such.module"})
+def test_a_bad_agent_module_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    done = switchyard(
+        "agents",
+        "list",
+        "--local",
+        cwd=tmp_path,
+        env={"SWITCHYARD_AGENT_MODULES": "no.such.module"},
+    )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("switchyard: error: cannot import agent module 'no.such.module'")
     assert "Traceback" not in done.stderr
 
 
-def test_invalid_settings_are_reported_not_raised() -> None:
-    done = switchyard("agents", "list", env={"SWITCHYARD_LEASE_TTL_S": "soon"})
+def test_invalid_settings_are_reported_not_raised(tmp_path: Path) -> None:
+    done = switchyard("agents", "list", cwd=tmp_path, env={"SWITCHYARD_LEASE_TTL_S": "soon"})
     assert done.returncode == 1
     assert "lease_ttl_s" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 @pytest.mark.slow
-def test_dev_runs_the_demo_tour_on_dynamodb_and_s3(tmp_path: Path) -> None:
+def test_tour_runs_the_demo_on_dynamodb_and_s3(tmp_path: Path) -> None:
     done = switchyard(
-        "dev", "--latency", "0", env={"SWITCHYARD_EFFECTS_DIR": str(tmp_path / "effects")}
+        "tour",
+        "--latency",
+        "0",
+        cwd=tmp_path,
+        env={"SWITCHYARD_EFFECTS_DIR": str(tmp_path / "effects")},
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -73,8 +105,10 @@ def test_dev_runs_the_demo_tour_on_dynamodb_and_s3(tmp_path: Path) -> None:
 
 
 def test_keys_create_and_revoke_against_dynamodb_on_a_moto_server(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """With no outputs document around, the keys commands use the SWITCHYARD_* and AWS_*
+    environment as it is (see test_cli_operator.py for the outputs documents)."""
     from tests.support.moto_server import template_on_moto_server
 
     # The stack's table and bucket, deployed from the synthesized template.
@@ -90,18 +124,18 @@ def test_keys_create_and_revoke_against_dynamodb_on_a_moto_server(
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        created = switchyard("keys", "create", "--tenant", "acme", "--json", env=env)
+        created = switchyard("keys", "create", "--tenant", "acme", "--json", cwd=tmp_path, env=env)
         assert created.returncode == 0, created.stderr
         record = json.loads(created.stdout)
         assert record["tenant"] == "acme"
         assert record["api_key"].startswith(f"sy_{record['key_id']}_")
         assert "key_hash" not in record
-        revoked = switchyard("keys", "revoke", record["key_id"], env=env)
+        revoked = switchyard("keys", "revoke", record["key_id"], cwd=tmp_path, env=env)
         assert revoked.returncode == 0, revoked.stderr
         assert f"revoked key {record['key_id']} of tenant acme" in revoked.stdout
-        unknown = switchyard("keys", "revoke", "0000000000000000", env=env)
+        unknown = switchyard("keys", "revoke", "0000000000000000", cwd=tmp_path, env=env)
         assert unknown.returncode == 1
         assert unknown.stderr.startswith("switchyard: error: no key 0000000000000000")
-        bad = switchyard("keys", "create", "--tenant", "Bad Name", env=env)
+        bad = switchyard("keys", "create", "--tenant", "Bad Name", cwd=tmp_path, env=env)
         assert bad.returncode == 1
         assert "tenant 'Bad Name' must be" in bad.stderr
