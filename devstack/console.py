@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from devstack.stack import LocalStack
 
 EXIT_ERROR = 1
-FUNCTION_LOG = "functions.log"
+STACK_LOG = "devstack.log"
 
 # The terminal. The process's own stdout becomes the functions' log file (``serve``), as a
 # Lambda function's stdout goes to CloudWatch Logs, so this keeps a handle on the terminal.
@@ -34,7 +34,7 @@ def _capture_function_output(state_dir: Path) -> Path:
     at a log file; the console keeps the terminal."""
     global _console
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    path = state_dir / "logs" / FUNCTION_LOG
+    path = state_dir / "logs" / STACK_LOG
     _console = sys.stdout
     sys.stdout = path.open("a", buffering=1)
     return path
@@ -64,7 +64,7 @@ def _banner(stack: LocalStack) -> list[str]:
         f"  moto       {stack.moto_url}  stack {stack.stack_name} (the synthesized CDK template)",
         f"  gateway    {stack.url}  API Gateway v2 events -> api + authorizer functions",
         f"  workers    {len(workers)} processes (pids {pids})",
-        f"  logs       {stack.options.state_dir / 'logs'} (functions.log, worker-N.log)",
+        f"  logs       {stack.options.state_dir / 'logs'} (one file per function, worker-N.log)",
         f"  pollers    {pollers or 'none'}",
     ]
     for s in schedules:
@@ -143,4 +143,4 @@ def serve(options: DevOptions, *, demo: bool = False) -> int:
             signal.signal(sig, handler)
         sys.stdout.close()
         sys.stdout = captured
-        _say(f"Stopped. (function logs: {log})")
+        _say(f"Stopped. (logs: {log.parent})")

@@ -21,8 +21,8 @@ _MONTHS = {
     )
 }
 _DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], 1)}
-# A year-long search bound: a cron that matches nothing within 5 years never fires.
-_SEARCH_MINUTES = 5 * 366 * 24 * 60
+# The search bound: a cron that matches nothing within 5 years never fires.
+_SEARCH_DAYS = 5 * 366
 
 
 class UnsupportedExpression(ValueError):
@@ -40,14 +40,15 @@ def _values(field: str, low: int, high: int, names: dict[str, int]) -> set[int] 
     """The values a cron field allows (None: any)."""
     if field in ("*", "?"):
         return None
-    if any(mark in field for mark in ("L", "W", "#")):
-        raise UnsupportedExpression(f"cron field {field!r}")
     allowed: set[int] = set()
     for part in field.split(","):
         step = 1
-        if "/" in part:
+        stepped = "/" in part
+        if stepped:
             part, step_text = part.split("/", 1)
             step = int(step_text)
+            if step < 1:
+                raise UnsupportedExpression(f"cron step {step_text!r}")
         if part in ("*", ""):
             start, end = low, high
         elif "-" in part:
@@ -55,14 +56,18 @@ def _values(field: str, low: int, high: int, names: dict[str, int]) -> set[int] 
             start, end = _number(a, names), _number(b, names)
         else:
             start = _number(part, names)
-            end = high if step > 1 else start
+            end = high if stepped else start  # "a/n": from a to the end of the field
         allowed.update(range(start, end + 1, step))
     return allowed
 
 
 def _number(text: str, names: dict[str, int]) -> int:
     upper = text.upper()
-    return names[upper] if upper in names else int(text)
+    if upper in names:
+        return names[upper]
+    if not upper.isdigit():  # L, W, LW, 5L, 15W, 3#2: no local evaluation
+        raise UnsupportedExpression(f"cron value {text!r}")
+    return int(upper)
 
 
 def next_fire(
@@ -71,6 +76,8 @@ def next_fire(
     """The first fire time strictly after ``after``; None if it cannot be evaluated here.
     A rate schedule fires every period from ``started`` (default ``after``)."""
     period = rate_seconds(expression)
+    if period == 0:
+        return None
     if period is not None:
         origin = started or after
         elapsed = (after - origin).total_seconds()
@@ -92,15 +99,20 @@ def next_fire(
     except (UnsupportedExpression, ValueError, KeyError):
         return None
     moment = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    for _ in range(_SEARCH_MINUTES):
-        if (
+    limit = moment + timedelta(days=_SEARCH_DAYS)
+    while moment < limit:
+        if not (
             (years is None or moment.year in years)
             and (months is None or moment.month in months)
             and (days is None or moment.day in days)
             and (weekdays is None or (moment.isoweekday() % 7) + 1 in weekdays)
-            and (hours is None or moment.hour in hours)
-            and (minutes is None or moment.minute in minutes)
         ):
+            moment = (moment + timedelta(days=1)).replace(hour=0, minute=0)
+            continue
+        if hours is not None and moment.hour not in hours:
+            moment = (moment + timedelta(hours=1)).replace(minute=0)
+            continue
+        if minutes is None or moment.minute in minutes:
             return moment
         moment += timedelta(minutes=1)
     return None

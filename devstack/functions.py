@@ -1,123 +1,180 @@
-"""The stack's Lambda functions, run in this process.
+"""The stack's Lambda functions, each run in containers of its own.
 
-In AWS each function is its own container with its own environment; here they share one
-process, so each function's container (what its ``PerContainer`` would build from the
-environment on the first invocation) is built up front from *that function's* deployed
-environment and installed through the hook the function exposes for tests and this stack.
+A function gets a pool of container processes (``devstack.container``), each serving one
+invocation at a time with the function's deployed environment, as Lambda runs them: a
+concurrent invocation finds an idle container or starts a new one (a cold start), up to the
+function's concurrency. So handlers that keep per-request state in module globals (the
+Powertools resolver keeps the current event on the app) never see two requests at once,
+and each function's settings, secrets and clients are its own.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import json
+import subprocess
+import sys
+import threading
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
 
+from devstack.invocation import Handler
 from devstack.topology import LocalFunction
 
-Handler = Callable[[dict[str, Any], Any], Any]
+
+class FunctionError(RuntimeError):
+    """The function raised (its message), or its container died during the invocation."""
 
 
-@dataclass
-class LambdaContext:
-    """The context object a handler receives (the fields Powertools reads)."""
+class Container:
+    """One container process; ``invoke`` is called by one thread at a time."""
 
-    function_name: str
-    timeout_s: float = 30.0
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = ""
-    invoked_function_arn: str = ""
+    def __init__(self, fn: LocalFunction, env: Mapping[str, str], log: IO[bytes]) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [sys.executable, "-m", "devstack.container", fn.handler],
+            env={**env, "AWS_LAMBDA_FUNCTION_NAME": fn.logical_id},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            bufsize=1,
+        )
+        self.broken = False
 
-    def get_remaining_time_in_millis(self) -> int:
-        return int(self.timeout_s * 1000)
+    def invoke(self, event: dict[str, Any]) -> Any:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        request = {"event": event, "request_id": uuid.uuid4().hex}
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError) as exc:
+            self.broken = True
+            raise FunctionError(f"the container exited ({exc})") from exc
+        if not line:
+            self.broken = True  # it is exiting, whether or not it is gone yet
+            raise FunctionError(f"the container exited with {self.process.wait(5)}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise FunctionError(answer["error"])
+        return answer["result"]
 
+    @property
+    def alive(self) -> bool:
+        return not self.broken and self.process.poll() is None
 
-def _install_api(env: Mapping[str, str]) -> None:
-    from functions.api.app import set_services
-    from shared.config import Settings
-    from shared.logic.webhooks import completion_hook
-    from shared.wiring import build_services
-
-    settings = Settings.from_env(env)
-    set_services(
-        build_services(settings, on_complete=completion_hook(settings), service_name="api")
-    )
-
-
-def _install_authorizer(env: Mapping[str, str]) -> None:
-    from functions.authorizer.handler import set_store
-    from shared.config import Settings
-    from shared.wiring import build_control_store
-
-    set_store(build_control_store(Settings.from_env(env)))
-
-
-def _install_triggers(env: Mapping[str, str]) -> None:
-    from functions.triggers import build_container, configure
-
-    built = build_container(env)
-    configure(built.services, built.rules)
-
-
-def _install_dlq(env: Mapping[str, str]) -> None:
-    from functions.dlq.handler import build_container, configure
-
-    built = build_container(env)
-    configure(built.services, built.dlq)
-
-
-def _forget() -> None:
-    from functions.api.app import set_services
-    from functions.authorizer.handler import set_store
-    from functions.dlq.handler import configure as configure_dlq
-    from functions.triggers import configure as configure_triggers
-
-    set_services(None)
-    set_store(None)
-    configure_triggers(None)
-    configure_dlq(None)
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()  # its loop ends: a clean exit
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-# handler -> how its container is installed. The two trigger functions share one module-level
-# container in this process (their environments are the same: the stack gives both the rules).
-INSTALLERS: dict[str, Callable[[Mapping[str, str]], None]] = {
-    "functions.api.handler.handler": _install_api,
-    "functions.authorizer.handler.handler": _install_authorizer,
-    "functions.triggers.s3.handler": _install_triggers,
-    "functions.triggers.schedule.handler": _install_triggers,
-    "functions.dlq.handler.handler": _install_dlq,
-}
+class ContainerPool:
+    """The containers of one function: idle ones are reused, more start on demand."""
 
+    def __init__(
+        self, fn: LocalFunction, env: Mapping[str, str], log_path: Path, *, concurrency: int
+    ) -> None:
+        self.fn = fn
+        self.env = dict(env)
+        self.concurrency = concurrency
+        self.cold_starts = 0
+        self._log = log_path.open("ab")
+        self._idle: list[Container] = []
+        self._all: list[Container] = []
+        self._available = threading.Semaphore(concurrency)
+        self._lock = threading.Lock()
+        self._closed = False
 
-def resolve(handler: str) -> Handler:
-    module, _, name = handler.rpartition(".")
-    resolved: Handler = getattr(importlib.import_module(module), name)
-    return resolved
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self._available:  # Lambda's concurrency limit for this function
+            container = self._take()
+            try:
+                return container.invoke(event)
+            finally:
+                self._give_back(container)
+
+    def _take(self) -> Container:
+        with self._lock:
+            if self._closed:
+                raise FunctionError("the local stack is stopping")
+            while self._idle:
+                container = self._idle.pop()
+                if container.alive:
+                    return container
+            container = Container(self.fn, self.env, self._log)
+            self._all.append(container)
+            self.cold_starts += 1
+            return container
+
+    def _give_back(self, container: Container) -> None:
+        with self._lock:
+            if container.alive and not self._closed:
+                self._idle.append(container)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._closed = True
+            containers, self._all, self._idle = self._all, [], []
+        for container in containers:
+            container.stop()
+        self._log.close()
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "function": self.fn.name,
+                "containers": sum(1 for c in self._all if c.alive),
+                "idle": len(self._idle),
+                "cold_starts": self.cold_starts,
+                "concurrency": self.concurrency,
+            }
 
 
 class LocalFunctions:
-    """Install every function of the stack with its environment (plus ``overrides``, the
-    local stack's own settings), and invoke them by handler."""
+    """Every function of the stack, each with its container pool. A container's environment
+    is this process's (the moto endpoint and dummy credentials, PATH), the function's
+    deployed environment on top, the local stack's ``overrides`` last."""
 
     def __init__(
-        self, functions: Mapping[str, LocalFunction], overrides: Mapping[str, str]
+        self,
+        functions: Mapping[str, LocalFunction],
+        overrides: Mapping[str, str],
+        *,
+        base_env: Mapping[str, str],
+        log_dir: Path,
+        concurrency: int = 8,
     ) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
         self.functions = dict(functions)
-        self.overrides = dict(overrides)
-
-    def install(self) -> None:
-        done: set[Callable[[Mapping[str, str]], None]] = set()
-        for fn in self.functions.values():
-            installer = INSTALLERS.get(fn.handler)
-            if installer is None or installer in done:
-                continue
-            installer({**fn.environment, **self.overrides})
-            done.add(installer)
-
-    def uninstall(self) -> None:
-        _forget()
+        self.pools = {
+            logical: ContainerPool(
+                fn,
+                {**base_env, **fn.environment, **overrides},
+                log_dir / f"{fn.name}.log",
+                concurrency=concurrency,
+            )
+            for logical, fn in functions.items()
+        }
 
     def invoke(self, fn: LocalFunction, event: dict[str, Any]) -> Any:
-        context = LambdaContext(function_name=fn.logical_id, aws_request_id=uuid.uuid4().hex)
-        return resolve(fn.handler)(event, context)
+        return self.pools[fn.logical_id].invoke(event)
+
+    def handler(self, fn: LocalFunction) -> Handler:
+        """``fn`` as a plain handler (what the gateway calls)."""
+        return lambda event, context: self.invoke(fn, event)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [pool.describe() for pool in self.pools.values()]
+
+    def stop(self) -> None:
+        for pool in self.pools.values():
+            pool.stop()

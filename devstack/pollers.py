@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from devstack.functions import LocalFunctions
+from devstack.invocation import Invoker
 from devstack.topology import EventSource
 from shared.dal.event_source import SqsEventSource
 
@@ -41,7 +41,7 @@ class QueuePoller:
     def __init__(
         self,
         source: EventSource,
-        functions: LocalFunctions,
+        functions: Invoker,
         *,
         region: str,
         report: Report | None = None,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devstack.expressions import next_fire
-from devstack.functions import LocalFunctions
+from devstack.invocation import Invoker
 from devstack.topology import Schedule
 
 logger = logging.getLogger("switchyard.devstack")
@@ -32,11 +32,14 @@ class Scheduler:
     def __init__(
         self,
         schedules: list[Schedule],
-        functions: LocalFunctions,
+        functions: Invoker,
         *,
         report: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] | None = None,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
+        """``clock`` and ``wait`` (sleep up to N seconds; True when stopped) are injectable so
+        a test can move time instead of waiting for it."""
         self.schedules = {s.name: s for s in schedules}
         self.functions = functions
         self.report = report or (lambda line: None)
@@ -44,6 +47,7 @@ class Scheduler:
         self.started = self.clock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -94,7 +98,7 @@ class Scheduler:
                 return
             when, _ = min(due, key=lambda pair: pair[0])
             wait_s = (when - self.clock()).total_seconds()
-            if wait_s > 0 and self._stop.wait(min(wait_s, 60.0)):
+            if wait_s > 0 and self._wait(min(wait_s, 60.0)):
                 return
             if self.clock() < when:
                 continue

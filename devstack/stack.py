@@ -33,6 +33,7 @@ from devstack.scheduler import Scheduler, UnknownSchedule
 from devstack.stack_settings import DEV_TENANT, LOCAL_STACK_SETTINGS, DevOptions
 from devstack.supervisor import WorkerSupervisor, worker_environment
 from devstack.topology import Topology, read_topology
+from infra.constants import API_HANDLER, AUTHORIZER_HANDLER
 
 OUTPUTS_FILE = "local-outputs.json"
 _MOTO_CREDENTIALS = {
@@ -65,14 +66,25 @@ class LocalStack:
     def start(self) -> None:
         started = time.monotonic()
         # Bound first: a port already taken fails before anything else is started.
-        self.gateway = LocalGateway(Gateway(), port=self.options.port, admin=self.admin)
+        self.gateway = LocalGateway(
+            Gateway(api=_not_ready, authorizer=_not_ready), port=self.options.port, admin=self.admin
+        )
         try:
             self._start_moto()
             deployed, template = self._deploy()
             self.topology = read_topology(template, deployed)
             overrides = {**self._local_overrides(), **self._secrets()}
-            self._functions = LocalFunctions(self.topology.functions, overrides)
-            self._functions.install()
+            self._functions = LocalFunctions(
+                self.topology.functions,
+                overrides,
+                base_env=os.environ,
+                log_dir=self.options.state_dir / "logs",
+                concurrency=self.options.function_concurrency,
+            )
+            self.gateway.gateway = Gateway(
+                api=self._functions.handler(self.topology.function(API_HANDLER)),
+                authorizer=self._functions.handler(self.topology.function(AUTHORIZER_HANDLER)),
+            )
             self.api_key = self._dev_key()
             region = deployed.region
             self._pollers = [
@@ -158,7 +170,7 @@ class LocalStack:
         from shared.observability import register_secret
 
         assert self.topology is not None
-        env = dict(self.topology.function("functions.api.handler.handler").environment)
+        env = dict(self.topology.function(API_HANDLER).environment)
         if os.environ.get("ANTHROPIC_API_KEY"):
             env["ANTHROPIC_API_KEY"] = os.environ["ANTHROPIC_API_KEY"]  # the user's, not moto's
         exported = export_secrets(env, on_value=register_secret)
@@ -170,7 +182,7 @@ class LocalStack:
         from shared.wiring import build_control_store
 
         assert self.topology is not None
-        api = self.topology.function("functions.api.handler.handler")
+        api = self.topology.function(API_HANDLER)
         store = build_control_store(Settings.from_env(api.environment))
         key, _ = asyncio.run(create_key(store, DEV_TENANT, "make dev"))
         return key
@@ -221,6 +233,7 @@ class LocalStack:
                 "moto": self.moto_url,
                 "outputs": self.outputs,
                 "outputs_file": str(self.outputs_path),
+                "functions": self._functions.describe() if self._functions else [],
                 "pollers": [
                     {
                         "function": p.source.function.name,
@@ -253,11 +266,15 @@ class LocalStack:
             self.scheduler = None
         self._pollers = []
         if self._functions is not None:
-            self._functions.uninstall()
-            self._functions = None
+            functions, self._functions = self._functions, None
+            functions.stop()
         if self._moto is not None:
             moto, self._moto = self._moto, None
             moto.stop()
+
+
+def _not_ready(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    raise RuntimeError("the local stack is still starting")
 
 
 def _free_port() -> int:

@@ -54,3 +54,6 @@ class DevOptions:
     state_dir: Path = Path(".switchyard")
     moto_port: int = 0  # 0: any free port
     stop_timeout_s: float = 10.0
+    # Containers per function at most (Lambda's concurrency): the API's long polls hold one
+    # each for up to 20 s; more requests wait for a free container.
+    function_concurrency: int = 8

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.functions import LocalFunctions
+from devstack.invocation import Invoker
 from devstack.pollers import QueuePoller, processed
 from devstack.topology import EventSource, LocalFunction
 from shared.dal import aws_client
@@ -62,12 +62,11 @@ FUNCTION = LocalFunction(logical_id="TriggerFunction", handler="functions.trigge
 Respond = Callable[[list[dict[str, Any]]], Any]
 
 
-class RecordingFunctions(LocalFunctions):
+class RecordingFunctions:
     """Stands in for the stack's functions: records each invocation, answers with ``respond``
     (which may raise, as a failing function does)."""
 
     def __init__(self, respond: Respond | None = None) -> None:
-        super().__init__({}, {})
         self.respond: Respond = respond or (lambda records: None)
         self.calls: list[tuple[LocalFunction, dict[str, Any]]] = []
 
@@ -122,7 +121,7 @@ def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Queue]:
 
 def poller_for(
     queue: Queue,
-    functions: LocalFunctions,
+    functions: Invoker,
     *,
     batch_size: int = 10,
     report_failures: bool = True,

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from devstack.functions import LocalFunctions
 from devstack.scheduler import Scheduler, UnknownSchedule
 from devstack.topology import LocalFunction, Schedule
 
@@ -30,12 +29,11 @@ def schedule(
     return Schedule(name, expression, payload, function, enabled)
 
 
-class RecordingFunctions(LocalFunctions):
+class RecordingFunctions:
     """Stands in for the stack's functions: records each invocation; ``invoked`` is set on
     the first."""
 
     def __init__(self) -> None:
-        super().__init__({}, {})
         self.calls: list[tuple[LocalFunction, dict[str, Any]]] = []
         self.invoked = threading.Event()
 

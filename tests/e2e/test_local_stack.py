@@ -212,6 +212,22 @@ def test_cli_submits_and_lists(dev: DevStack) -> None:
     assert "not_found" in missing.stderr or "not found" in missing.stderr
 
 
+def test_concurrent_requests_are_answered_each_for_itself(dev: DevStack) -> None:
+    """Each API container serves one request at a time, as Lambda does: concurrent requests
+    for different runs never get each other's answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run_ids = [r["run_id"] for r in dev.ok("GET", "/v1/runs?limit=50")["runs"]]
+    assert len(run_ids) >= 3
+    wanted = run_ids * (24 // len(run_ids) + 1)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda rid: dev.ok("GET", f"/v1/runs/{rid}"), wanted))
+    assert [a["run_id"] for a in answers] == wanted
+    functions = dev.ok("GET", "/_local/stack")["functions"]
+    api = next(f for f in functions if f["function"] == "api-handler")
+    assert api["cold_starts"] >= 2  # the burst needed more than one container
+
+
 def test_an_uploaded_object_triggers_a_run(dev: DevStack) -> None:
     from shared.dal import aws_client
 
