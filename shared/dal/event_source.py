@@ -8,6 +8,7 @@ that; ``devstack.pollers`` is the loop.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,8 +22,8 @@ def _lambda_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"dataType": value.get("DataType", "String")}
     if "StringValue" in value:
         out["stringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        out["binaryValue"] = value["BinaryValue"]
+    if "BinaryValue" in value:  # bytes from boto3; base64 text in Lambda's records
+        out["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
     return out
 
 
