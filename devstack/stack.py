@@ -271,6 +271,9 @@ class LocalStack:
         if self._moto is not None:
             moto, self._moto = self._moto, None
             moto.stop()
+        # The outputs name a moto endpoint that no longer exists: operator commands must not
+        # find them (they would fall through to cdk-outputs.json otherwise).
+        self.outputs_path.unlink(missing_ok=True)
 
 
 def _not_ready(event: dict[str, Any], context: Any) -> dict[str, Any]:

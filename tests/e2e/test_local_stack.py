@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +42,28 @@ class DevStack:
     key: str
     state_dir: Path
     lines: list[str] = field(default_factory=list)
+    output: threading.Condition = field(default_factory=threading.Condition)
+    reader: threading.Thread | None = None
+
+    def follow_output(self) -> None:
+        """Keep reading the stack's console (so it never blocks on a full pipe)."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self.output:
+                self.lines.append(line.rstrip("\n"))
+                self.output.notify_all()
+
+    def lines_with(self, text: str, count: int, timeout_s: float = 60.0) -> list[str]:
+        """The console lines containing ``text``, once there are ``count`` of them."""
+        with self.output:
+            self.output.wait_for(
+                lambda: (
+                    sum(text in line for line in self.lines) >= count
+                    or self.process.poll() is not None
+                ),
+                timeout=timeout_s,
+            )
+            return [line for line in self.lines if text in line]
 
     # ---- HTTP -------------------------------------------------------------------------------
 
@@ -137,7 +160,12 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     env["SWITCHYARD_PORT"] = str(port)
     env["SWITCHYARD_EFFECTS_DIR"] = str(state_dir / "effects")
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "dev", f"DEV_ARGS=--state-dir {state_dir} --latency 0.4"],
+        [
+            "make",
+            "--no-print-directory",
+            "dev",
+            f"DEV_ARGS=--state-dir {state_dir} --latency 0.4 --demo",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -162,6 +190,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         pytest.fail("make dev did not become ready:\n" + "\n".join(lines[-40:]))
     stack = DevStack(process, values["SWITCHYARD_URL"], values["SWITCHYARD_API_KEY"], state_dir)
     stack.lines = lines
+    stack.reader = threading.Thread(target=stack.follow_output, daemon=True)
+    stack.reader.start()
     yield stack
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
@@ -178,6 +208,15 @@ def test_ready_lines_are_usable_as_they_are(dev: DevStack) -> None:
     assert status == 200, health
     status, _ = dev.call("GET", "/v1/agents", key="sy_0000000000000000_wrong")
     assert status == 403
+
+
+def test_the_demo_flag_seeds_a_run_of_each_example_agent(dev: DevStack) -> None:
+    demo = dev.lines_with("] demo: ", 3)
+    agents = {line.split("] demo: ", 1)[1].split(" ->")[0] for line in demo}
+    assert agents == {"ticket-triage", "researcher", "ops-assistant"}, demo
+    for line in demo:
+        run_id = line.split("-> ", 1)[1].split()[0]
+        assert dev.ok("GET", f"/v1/runs/{run_id}")["run_id"] == run_id
 
 
 def test_sync_run_answers_inline(dev: DevStack) -> None:
@@ -324,9 +363,12 @@ def test_ctrl_c_leaves_no_process_behind(dev: DevStack) -> None:
     sid = os.getsid(dev.process.pid)
     assert set(workers) <= set(_session_processes(sid))
     os.killpg(dev.process.pid, signal.SIGINT)
-    rest, _ = dev.process.communicate(timeout=90)
-    output = "\n".join(dev.lines) + rest
+    dev.process.wait(timeout=90)
+    assert dev.reader is not None
+    dev.reader.join(timeout=10)
+    output = "\n".join(dev.lines)
     assert "Stopped." in output, output[-3000:]
     assert _session_processes(sid) == [], "processes left behind after Ctrl-C"
+    assert not (dev.state_dir / "local-outputs.json").exists()  # its moto endpoint is gone
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
