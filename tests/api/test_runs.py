@@ -67,10 +67,9 @@ def test_mode_overrides_the_agents_preferred_shape(gw: Gateway, acme: str, svc: 
 
 
 def test_sync_run_past_its_budget_is_promoted_202_and_queued(install: Any) -> None:
-    # Each offline model call takes 30 ms; the request's budget runs out after 50 ms.
-    svc = build_services(
-        Settings(sync_soft_budget_s=0.05), backend="memory", offline_latency_s=0.03
-    )
+    # Each offline model call takes 300 ms; the request's budget runs out after 500 ms: the
+    # first step fits with 200 ms to spare (a loaded machine's overhead), the fourth cannot.
+    svc = build_services(Settings(sync_soft_budget_s=0.5), backend="memory", offline_latency_s=0.3)
     gw: Gateway = install(svc)
     key = new_key(svc, "acme")
     response = gw.post("/v1/runs", json_body={**RESEARCH, "mode": "sync"}, key=key)

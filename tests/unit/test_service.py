@@ -147,9 +147,8 @@ async def test_idempotency_claim_whose_run_was_never_created_is_completed_on_ret
 
 
 async def test_sync_run_past_its_budget_is_handed_to_the_queue() -> None:
-    svc = build_services(
-        Settings(sync_soft_budget_s=0.05), backend="memory", offline_latency_s=0.03
-    )
+    # 300 ms per model call, a 500 ms budget: the first step fits even on a loaded machine.
+    svc = build_services(Settings(sync_soft_budget_s=0.5), backend="memory", offline_latency_s=0.3)
     submitted = await service.create_run(
         svc, "acme", RunCreate(agent="researcher", input="q", mode="sync")
     )
