@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.dal.local import DeployedStack, function_environments
+from shared.dal.local import DeployedStack, function_environments, template_references
 
 FUNCTION = "AWS::Lambda::Function"
 ALIAS = "AWS::Lambda::Alias"
@@ -66,27 +66,11 @@ class Topology:
         raise TopologyError(f"the template has no function with handler {handler}")
 
 
-def _references(node: Any) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if isinstance(node.get("Ref"), str):
-            found.add(node["Ref"])
-        getatt = node.get("Fn::GetAtt")
-        if isinstance(getatt, list) and getatt:
-            found.add(str(getatt[0]))
-        for value in node.values():
-            found |= _references(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= _references(item)
-    return found
-
-
 def _target_function(
     node: Any, resources: Mapping[str, Any], functions: Mapping[str, LocalFunction]
 ) -> LocalFunction:
     """The function a FunctionName / target Arn expression names (through its alias)."""
-    for logical in _references(node):
+    for logical in template_references(node):
         kind = resources.get(logical, {}).get("Type")
         if kind == FUNCTION and logical in functions:
             return functions[logical]
@@ -114,7 +98,7 @@ def read_topology(template: Mapping[str, Any], deployed: DeployedStack) -> Topol
         if resource.get("Type") != EVENT_SOURCE:
             continue
         props = resource["Properties"]
-        (queue_logical,) = _references(props["EventSourceArn"])
+        (queue_logical,) = template_references(props["EventSourceArn"])
         sources.append(
             EventSource(
                 logical_id=logical,

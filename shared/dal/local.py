@@ -709,7 +709,7 @@ def disable_event_sources(deployed: DeployedStack) -> list[str]:
     return ids
 
 
-def _references(node: Any) -> set[str]:
+def template_references(node: Any) -> set[str]:
     """Logical ids a template fragment refers to (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``)."""
     found: set[str] = set()
     if isinstance(node, dict):
@@ -725,10 +725,10 @@ def _references(node: Any) -> set[str]:
         if isinstance(text, str):
             found.update(part.split("}", 1)[0].split(".", 1)[0] for part in text.split("${")[1:])
         for value in node.values():
-            found |= _references(value)
+            found |= template_references(value)
     elif isinstance(node, list):
         for item in node:
-            found |= _references(item)
+            found |= template_references(item)
     return found
 
 
@@ -750,13 +750,13 @@ def select_resources(template: Mapping[str, Any], types: Collection[str]) -> dic
                 resource["DependsOn"] = kept
             else:
                 del resource["DependsOn"]
-        missing = {r for r in _references(resource) if not r.startswith("AWS::")} - known
+        missing = {r for r in template_references(resource) if not r.startswith("AWS::")} - known
         if missing:
             raise DeployError(f"{logical} refers to {sorted(missing)}, not among {sorted(types)}")
     outputs = {
         name: output
         for name, output in template.get("Outputs", {}).items()
-        if {r for r in _references(output) if not r.startswith("AWS::")} <= known
+        if {r for r in template_references(output) if not r.startswith("AWS::")} <= known
     }
     return {**template, "Resources": resources, "Outputs": outputs}
 

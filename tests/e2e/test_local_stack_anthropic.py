@@ -17,21 +17,12 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
-import time
 import uuid
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_stack import (
-    ROOT,
-    START_TIMEOUT_S,
-    DevStack,
-    _session_processes,
-)
 from tests.support.fake_anthropic import (
     MESSAGES_PATH,
     FakeAnthropicServer,
@@ -40,6 +31,7 @@ from tests.support.fake_anthropic import (
     Reply,
     ScriptItem,
 )
+from tests.support.make_dev import DevStack, kill_make_dev, session_processes, start_make_dev
 from tests.support.moto_server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -103,38 +95,6 @@ class Session:
         ]
 
 
-def _start_dev(state_dir: Path, env: Mapping[str, str]) -> DevStack:
-    """`make dev` in its own process group (the test's "terminal"), once ready."""
-    process = subprocess.Popen(
-        ["make", "--no-print-directory", "dev", f"DEV_ARGS=--state-dir {state_dir} --workers 1"],
-        cwd=ROOT,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    values: dict[str, str] = {}
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while len(values) < 2 and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        for name in ("SWITCHYARD_URL", "SWITCHYARD_API_KEY"):
-            if line.startswith(name + "="):
-                values[name] = line.strip().split("=", 1)[1]
-    if len(values) < 2:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        pytest.fail("make dev did not become ready:\n" + "\n".join(lines[-40:]))
-    stack = DevStack(process, values["SWITCHYARD_URL"], values["SWITCHYARD_API_KEY"], state_dir)
-    stack.lines = lines
-    return stack
-
-
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAnthropicServer]:
     with FakeAnthropicServer(FixedUsageResponder(), host="127.0.0.1", port=0) as server:
@@ -151,11 +111,9 @@ def session(
     env["SWITCHYARD_EFFECTS_DIR"] = str(state_dir / "effects")
     env["ANTHROPIC_API_KEY"] = TEST_KEY
     env["ANTHROPIC_BASE_URL"] = fake.base_url
-    stack = _start_dev(state_dir, env)
+    stack = start_make_dev(state_dir, env, "--workers 1")
     yield Session(stack, fake)
-    if stack.process.poll() is None:
-        os.killpg(stack.process.pid, signal.SIGKILL)
-        stack.process.wait()
+    kill_make_dev(stack)
 
 
 def _assert_requests(requests: list[RecordedRequest], model: str) -> None:
@@ -249,12 +207,14 @@ def test_ctrl_c_stops_everything(session: Session) -> None:
     workers = [w["pid"] for w in stack.ok("GET", "/_local/workers")["workers"]]
     assert len(workers) == 1
     sid = os.getsid(stack.process.pid)
-    assert set(workers) <= set(_session_processes(sid))
+    assert set(workers) <= set(session_processes(sid))
     os.killpg(stack.process.pid, signal.SIGINT)
-    rest, _ = stack.process.communicate(timeout=90)
-    session.output = "\n".join(stack.lines) + "\n" + rest
+    stack.process.wait(timeout=90)
+    assert stack.reader is not None
+    stack.reader.join(timeout=10)
+    session.output = "\n".join(stack.lines)
     assert "Stopped." in session.output, session.output[-3000:]
-    assert _session_processes(sid) == [], "processes left behind after Ctrl-C"
+    assert session_processes(sid) == [], "processes left behind after Ctrl-C"
 
 
 def test_the_key_appears_in_no_log_and_not_on_the_console(session: Session) -> None:
