@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,6 +37,7 @@ from shared.models.api import ApprovalBody
 from shared.observability import get_logger
 from shared.wiring import build_services
 from tests.api.conftest import new_key, run_worker
+from tests.support.http_server import serving
 
 CLI_ENV = ("SWITCHYARD_URL", "SWITCHYARD_API_KEY", "SWITCHYARD_OUTPUTS")
 NOT_IMPLEMENTED = "switchyard: error: not_implemented: pipeline jobs: not implemented yet\n"
@@ -591,16 +592,9 @@ def recorder() -> Iterator[Recorder]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Handler) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 REPORT = {

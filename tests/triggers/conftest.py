@@ -9,7 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from shared.dal.local import DeployedStack, deploy_template
 from shared.logic.service import Services
 from shared.logic.triggers import TriggerRules
 from shared.wiring import build_services
+from tests.support.http_server import serving
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
@@ -163,13 +164,6 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/switchyard"
-    try:
+    with serving(Handler) as url:
+        state.url = url + "/hooks/switchyard"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
