@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 STACK_LOG = "devstack.log"
 
-# The terminal. The process's own stdout becomes the functions' log file (``serve``), as a
-# Lambda function's stdout goes to CloudWatch Logs, so this keeps a handle on the terminal.
+# The terminal. The process's own stdout becomes a log file (``serve``) so library output
+# does not bury the stack's report lines; this keeps a handle on the terminal.
 _console: TextIO = sys.stdout
 
 
@@ -30,8 +30,9 @@ def _say(line: str) -> None:
 
 
 def _capture_function_output(state_dir: Path) -> Path:
-    """Point ``sys.stdout`` (Powertools' log lines and EMF metrics of the in-process functions)
-    at a log file; the console keeps the terminal."""
+    """Point ``sys.stdout`` of this process (what the libraries it runs print: moto, the
+    clients creating the dev key) at a log file; the console keeps the terminal. The
+    functions and workers log to files of their own."""
     global _console
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     path = state_dir / "logs" / STACK_LOG
@@ -47,7 +48,7 @@ def _report(line: str) -> None:
 def _banner(stack: LocalStack) -> list[str]:
     model = (
         "the Anthropic API (ANTHROPIC_API_KEY is set)"
-        if stack._local_overrides().get("SWITCHYARD_PROVIDER") == "anthropic"
+        if stack.overrides.get("SWITCHYARD_PROVIDER") == "anthropic"
         else "the offline model (set ANTHROPIC_API_KEY to use the real API)"
     )
     workers = stack.supervisor.describe() if stack.supervisor else []
@@ -118,7 +119,7 @@ def serve(options: DevOptions, *, demo: bool = False) -> int:
     }
     captured = sys.stdout
     log = _capture_function_output(options.state_dir)
-    # Imported only now: the functions' loggers bind to stdout when their modules load.
+    # Imported only now: loggers created when these modules load bind to stdout as it is then.
     from devstack.stack import LocalStack
 
     stack = LocalStack(options, report=_report)

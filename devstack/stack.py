@@ -51,6 +51,8 @@ class LocalStack:
         self.api_key = ""
         self.moto_url = ""
         self.outputs: dict[str, str] = {}
+        # What the local stack sets over the template's environments (functions and workers).
+        self.overrides: dict[str, str] = {}
         self.topology: Topology | None = None
         self.stack_name = ""
         self._moto: Any = None
@@ -73,10 +75,10 @@ class LocalStack:
             self._start_moto()
             deployed, template = self._deploy()
             self.topology = read_topology(template, deployed)
-            overrides = {**self._local_overrides(), **self._secrets()}
+            self.overrides = {**self._local_overrides(), **self._secrets()}
             self._functions = LocalFunctions(
                 self.topology.functions,
-                overrides,
+                self.overrides,
                 base_env=os.environ,
                 log_dir=self.options.state_dir / "logs",
                 concurrency=self.options.function_concurrency,
@@ -99,7 +101,9 @@ class LocalStack:
             from shared.dal.local import container_environment
 
             self.supervisor = WorkerSupervisor(
-                worker_environment(container_environment(deployed, WORKER_CONTAINER), overrides),
+                worker_environment(
+                    container_environment(deployed, WORKER_CONTAINER), self.overrides
+                ),
                 count=self.options.workers,
                 state_dir=self.options.state_dir,
                 stop_timeout_s=self.options.stop_timeout_s,
