@@ -4,7 +4,7 @@ Like a Lambda execution environment it serves one invocation at a time, for its 
 the function's environment: the handler's module builds what it needs on the first
 invocation (settings, secrets, clients) exactly as it does in AWS. Invocations arrive as
 JSON lines on stdin (``{"event": ..., "request_id": ...}``) and each answer is one JSON line
-(``{"result": ...}`` or ``{"error": "Type: message"}``) on the protocol stream. Everything
+(``{"result": ...}`` or ``{"error": "Type: message", "error_type", "error_message"}``) on the protocol stream. Everything
 the function prints (Powertools' log lines and EMF metrics) goes to stderr, which the pool
 points at the function's log file, as stdout goes to CloudWatch Logs in AWS.
 """
@@ -47,7 +47,11 @@ def main(argv: list[str]) -> int:
             answer: dict[str, Any] = {"result": handler(request["event"], context)}
         except Exception as exc:
             traceback.print_exc()  # into the function's log, as Lambda logs an error
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
+            answer = {
+                "error": f"{type(exc).__name__}: {exc}",
+                "error_type": type(exc).__name__,
+                "error_message": str(exc),
+            }
         protocol.write(json.dumps(answer, default=str) + "\n")
     return 0
 

@@ -25,7 +25,21 @@ from devstack.topology import LocalFunction
 
 
 class FunctionError(RuntimeError):
-    """The function raised (its message), or its container died during the invocation."""
+    """The function raised (its message), or its container died during the invocation.
+
+    ``error_type`` is what Lambda reports as ``errorType`` (the exception's class name, or
+    ``Runtime.ExitError`` for a container that died), which Step Functions matches on."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "Runtime.ExitError",
+        error_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.error_message = message if error_message is None else error_message
 
 
 class Container:
@@ -59,7 +73,11 @@ class Container:
             raise FunctionError(f"the container exited with {self.process.wait(5)}")
         answer = json.loads(line)
         if "error" in answer:
-            raise FunctionError(answer["error"])
+            raise FunctionError(
+                answer["error"],
+                error_type=answer.get("error_type", "Exception"),
+                error_message=answer.get("error_message"),
+            )
         return answer["result"]
 
     @property

@@ -24,7 +24,13 @@ LOCAL_STACK_SETTINGS: dict[str, Any] = {
                 "agent": "ticket-triage",
                 "tenant": DEV_TENANT,
                 "input": {"task": "triage the uploaded ticket"},
-            }
+            },
+            {
+                "name": "docs-inbox",
+                "prefix": "docs/",
+                "pipeline": "document-review",
+                "tenant": DEV_TENANT,
+            },
         ],
         "schedules": [
             {

@@ -98,12 +98,19 @@ def _dlq_defaults() -> FunctionSettings:
     return FunctionSettings(memory_mb=512, timeout_s=60)
 
 
+def _pipeline_defaults() -> FunctionSettings:
+    # Function stages (a pipeline's own Python, e.g. parsing a document) and approval gates.
+    # A function stage's timeout_s may not exceed this timeout (checked at synth).
+    return FunctionSettings(memory_mb=1024, timeout_s=60)
+
+
 class FunctionsSettings(_Model):
     api: FunctionSettings = Field(default_factory=_api_defaults)
     authorizer: FunctionSettings = Field(default_factory=_authorizer_defaults)
     trigger_s3: FunctionSettings = Field(default_factory=_trigger_defaults)
     trigger_schedule: FunctionSettings = Field(default_factory=_trigger_defaults)
     dlq: FunctionSettings = Field(default_factory=_dlq_defaults)
+    pipeline: FunctionSettings = Field(default_factory=_pipeline_defaults)
 
 
 # Fargate task sizes: cpu units → allowed memory (MiB) range and step.
@@ -329,7 +336,7 @@ class StackSettings(_Model):
     def runs_sync_triggers(self) -> bool:
         """Whether a trigger function may run an agent inline (and so needs the model key)."""
         rules = self.trigger_rules()
-        return any(r.mode.value != "async" for r in (*rules.s3, *rules.schedules))
+        return any(r.agent and r.mode.value != "async" for r in (*rules.s3, *rules.schedules))
 
     # ---- loading ------------------------------------------------------------------------------
 

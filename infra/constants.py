@@ -27,6 +27,7 @@ AUTH_ID: Final = "Auth"
 API_ID: Final = "Api"
 WORKERS_ID: Final = "Workers"
 TRIGGERS_ID: Final = "Triggers"
+PIPELINES_ID: Final = "Pipelines"
 MONITORING_ID: Final = "Monitoring"
 
 # Inside the units.
@@ -48,6 +49,7 @@ INBOX_BUCKET_ID: Final = "Inbox"
 S3_TRIGGER_FUNCTION_ID: Final = "S3TriggerFunction"
 SCHEDULE_FUNCTION_ID: Final = "ScheduleFunction"
 SCHEDULE_GROUP_ID: Final = "ScheduleGroup"
+PIPELINE_FUNCTION_ID: Final = "PipelineFunction"
 CLUSTER_ID: Final = "Cluster"
 SERVICE_ID: Final = "Service"
 WORKER_CONTAINER: Final = "worker"
@@ -65,6 +67,7 @@ AUTHORIZER_HANDLER: Final = "functions.authorizer.handler.handler"
 S3_TRIGGER_HANDLER: Final = "functions.triggers.s3.handler"
 SCHEDULE_HANDLER: Final = "functions.triggers.schedule.handler"
 DLQ_HANDLER: Final = "functions.dlq.handler.handler"
+PIPELINE_HANDLER: Final = "functions.pipeline.handler.handler"
 
 # ---- the worker container ---------------------------------------------------------------------
 
@@ -98,6 +101,8 @@ OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
 OUTPUT_ANTHROPIC_SECRET: Final = "AnthropicSecretArn"  # noqa: S105 (a name, not a secret)
 OUTPUT_WEBHOOK_SECRET: Final = "WebhookSecretArn"  # noqa: S105 (a name, not a secret)
 OUTPUT_DASHBOARD: Final = "DashboardName"
+# A JSON object: pipeline name -> state machine ARN (what SWITCHYARD_PIPELINES holds).
+OUTPUT_PIPELINES: Final = "PipelineStateMachines"
 
 OUTPUTS: Final = (
     OUTPUT_API_URL,
@@ -115,6 +120,7 @@ OUTPUTS: Final = (
     OUTPUT_ANTHROPIC_SECRET,
     OUTPUT_WEBHOOK_SECRET,
     OUTPUT_DASHBOARD,
+    OUTPUT_PIPELINES,
 )
 
 # ---- environment variables the stack sets (shared/config.py reads the SWITCHYARD_* ones) -----
@@ -132,6 +138,8 @@ ENV_AGENT_MODULES: Final = "SWITCHYARD_AGENT_MODULES"
 ENV_TRIGGERS: Final = "SWITCHYARD_TRIGGERS"
 ENV_WORKER_CONCURRENCY: Final = "SWITCHYARD_WORKER_CONCURRENCY"
 ENV_WORKER_DRAIN_TIMEOUT: Final = "SWITCHYARD_WORKER_DRAIN_TIMEOUT_S"
+# Pipelines: a JSON object, pipeline name -> state machine ARN (Settings.pipeline_arns).
+ENV_PIPELINES: Final = "SWITCHYARD_PIPELINES"
 # Secrets. The worker gets the values injected by ECS under the names the code reads. A Lambda
 # function gets only the secret's ARN (never a value) and resolves it at cold start.
 ENV_ANTHROPIC_API_KEY: Final = "ANTHROPIC_API_KEY"
@@ -144,5 +152,6 @@ ENV_POWERTOOLS_LOG_LEVEL: Final = "POWERTOOLS_LOG_LEVEL"
 ENV_POWERTOOLS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_POWERTOOLS_TRACE_DISABLED: Final = "POWERTOOLS_TRACE_DISABLED"
 
-# Lambda allows 4 KB of environment per function; the trigger rules ride in one variable.
+# Lambda allows 4 KB of environment per function; the trigger rules and the pipelines' state
+# machine ARNs ride in one variable each.
 LAMBDA_ENV_LIMIT_BYTES: Final = 4096

@@ -7,22 +7,38 @@ The constructs create resources; this module decides what each process may see a
   its code calls: ``shared/dal`` uses GetItem, PutItem, UpdateItem, Query and
   TransactWriteItems (authorized as PutItem) on the table; PutObject and GetObject on
   ``blobs/*``; SendMessage, ReceiveMessage, DeleteMessage and ChangeMessageVisibility on the
-  runs queue. Nothing gets DeleteItem, Scan, a table-level action or ``*`` on data.
+  runs queue; StartExecution, DescribeExecution, StopExecution and SendTask* on the
+  pipelines' state machines (``shared/dal/stepfunctions.py``). Nothing gets DeleteItem, Scan,
+  a table-level action or ``*`` on data.
+
+SendTaskSuccess/Failure/Heartbeat are granted on the state machine ARNs, as CDK's
+``grantTaskResponse`` does: IAM authorizes a callback token's answer against the state machine
+that issued it (an AccessDenied names ``...:stateMachine:<name>``), although the Service
+Authorization Reference lists no resource type for these actions. Should an account ever
+deny them this way, the fallback is ``*`` with an acknowledged cdk-nag finding.
 
 ================  ==========================================================================
 who               may
 ================  ==========================================================================
 API function      table items read/write, by_tenant query, blobs read/write, send to runs
-                  queue, read both secrets (sync runs call the model and sign webhooks)
+                  queue, read both secrets (sync runs call the model and sign webhooks);
+                  start the state machines, describe and stop their executions, answer
+                  approval gates (SendTaskSuccess / SendTaskFailure)
 authorizer        GetItem on API-key items only (``dynamodb:LeadingKeys`` = ``APIKEY#*``)
 trigger functions table items read/write, blobs read/write, send to runs queue, read the
-                  webhook secret (and the model key when a rule may run inline); the S3 one
-                  consumes the trigger queue
+                  webhook secret (and the model key when a rule may run inline), start the
+                  state machines and describe their executions; the S3 one consumes the
+                  trigger queue
 DLQ function      table items read/write, blobs read/write, send to the DLQ, read the webhook
                   secret; consumes the transit queue
 worker task       table items read/write, by_tenant query, blobs read/write, receive /
-                  delete / change visibility / send on the runs queue (its execution role
-                  reads the two secrets ECS injects)
+                  delete / change visibility / send on the runs queue, answer and heartbeat
+                  agent stages' tokens on the state machines (its execution role reads the
+                  two secrets ECS injects)
+pipeline function table items read/write, blobs read/write, GetObject on the inbox bucket's
+                  objects, PutObject under its ``published/`` prefix only
+state machines    send to the runs queue (agent stages), invoke the pipeline function's
+                  ``live`` alias (function stages, approval gates); log delivery and X-Ray
 ================  ==========================================================================
 """
 
@@ -37,12 +53,13 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import constants as c
-from infra.config import StackSettings
+from infra.config import ConfigError, StackSettings
 from infra.constructs import acknowledge
 from infra.constructs.api import Api
 from infra.constructs.auth import Auth
 from infra.constructs.function import PythonFunction, powertools_env
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.pipelines import Pipelines, pipelines_env_bytes
 from infra.constructs.queues import Queues
 from infra.constructs.storage import Storage
 from infra.constructs.triggers import Triggers
@@ -55,6 +72,11 @@ BLOB_READ = ("s3:GetObject",)
 BLOB_WRITE = ("s3:PutObject",)
 QUEUE_CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
 SECRET_READ = ("secretsmanager:GetSecretValue",)
+START_JOBS = ("states:StartExecution",)
+TASK_ANSWER = ("states:SendTaskSuccess", "states:SendTaskFailure")
+TASK_HEARTBEAT = ("states:SendTaskHeartbeat",)
+# The example pipeline (agents/documents.py) writes its result under this inbox prefix.
+PUBLISHED_PREFIX = "published/"
 
 
 def allow(
@@ -90,6 +112,9 @@ class SwitchyardStack(Stack):
         self.triggers = Triggers(
             self, c.TRIGGERS_ID, settings=settings, access_logs=self.storage.access_logs
         )
+        self.pipelines = Pipelines(
+            self, c.PIPELINES_ID, settings=settings, runs_queue=self.queues.runs
+        )
         self.workers = Workers(
             self,
             c.WORKERS_ID,
@@ -107,6 +132,7 @@ class SwitchyardStack(Stack):
             self.triggers.s3_function,
             self.triggers.schedule_function,
             self.queues.dlq_function,
+            self.pipelines.function,
         )
         self.monitoring = Monitoring(
             self,

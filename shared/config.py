@@ -6,6 +6,7 @@ pass the result (or the pieces they need) down.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -62,6 +63,8 @@ class Settings(BaseModel):
     worker_health_file: str = "/tmp/switchyard-worker.health"  # noqa: S108 (a liveness stamp)
     worker_health_max_age_s: float = Field(default=60.0, gt=0)
     worker_thread_backoff_s: int = Field(default=5, ge=0, le=900)
+    # Pipelines (shared/pipelines): the deployed state machine of each, by pipeline name.
+    pipeline_arns: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +105,11 @@ class Settings(BaseModel):
             "worker_health_max_age_s": "SWITCHYARD_WORKER_HEALTH_MAX_AGE_S",
             "worker_thread_backoff_s": "SWITCHYARD_WORKER_THREAD_BACKOFF_S",
         }
+        if env.get("SWITCHYARD_PIPELINES"):
+            try:
+                raw["pipeline_arns"] = json.loads(env["SWITCHYARD_PIPELINES"])
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"SWITCHYARD_PIPELINES is not JSON: {exc.msg}") from exc
         for field_name, var in mapping.items():
             if env.get(var):
                 raw[field_name] = env[var]

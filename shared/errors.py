@@ -136,3 +136,46 @@ class NotFoundError(SwitchyardError):
     """Not found, or not visible to the caller's tenant (the two are indistinguishable)."""
 
     code = "not_found"
+
+
+class PipelineError(SwitchyardError):
+    """A pipeline definition is invalid, or a pipeline/job operation cannot be done."""
+
+    code = "pipeline_error"
+
+
+class UnknownPipelineError(PipelineError):
+    code = "unknown_pipeline"
+
+
+class JobStoreError(SwitchyardError):
+    """The job store (job items and stage attempts) failed."""
+
+    code = "job_store_error"
+
+
+class JobNotFoundError(JobStoreError):
+    code = "job_not_found"
+
+
+class JobExistsError(JobStoreError):
+    code = "job_exists"
+
+
+class WorkflowError(SwitchyardError):
+    """Step Functions (or the local stand-in) refused or failed a call."""
+
+    code = "workflow_error"
+
+
+class TaskTokenClosedError(WorkflowError):
+    """The task token was already answered, timed out, or its execution ended."""
+
+    code = "task_token_closed"
+
+
+class JobStateConflictError(JobStoreError):
+    """An attempt is not in the status a conditional update expected (e.g. a gate that was
+    already decided)."""
+
+    code = "invalid_state"

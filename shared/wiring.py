@@ -12,7 +12,9 @@ from typing import Literal
 
 from shared.agents.registry import AgentRegistry
 from shared.config import Settings
+from shared.jobs.base import JobStore, Workflows
 from shared.logic.service import CompletionHook, Services
+from shared.pipelines.registry import PipelineRegistry
 from shared.providers.base import Provider
 from shared.runtime.observer import RunObserver
 from shared.tenancy.base import ControlStore
@@ -25,6 +27,7 @@ def build_services(
     *,
     backend: Backend | None = None,
     registry: AgentRegistry | None = None,
+    pipeline_registry: PipelineRegistry | None = None,
     secrets: Mapping[str, str] | None = None,
     on_complete: CompletionHook | None = None,
     owner: str | None = None,
@@ -40,26 +43,39 @@ def build_services(
         latency = settings.offline_latency_s if offline_latency_s is None else offline_latency_s
         return build_provider(settings, offline_latency_s=latency)
 
+    jobs: JobStore
+    workflows: Workflows
     if (backend or settings.backend) == "memory":
+        from shared.jobs.memory import MemoryJobStore, MemoryWorkflows
         from shared.journal.memory import MemoryJournal
         from shared.queue.memory import MemoryQueue
         from shared.tenancy.memory import MemoryControlStore
 
         journal, control, queue = MemoryJournal(), MemoryControlStore(), MemoryQueue()
+        jobs, workflows = MemoryJobStore(), MemoryWorkflows()
     else:
         from shared.dal.sqs import SqsRunQueue
+        from shared.dal.stepfunctions import SfnWorkflows
+        from shared.jobs.dynamodb import DynamoJobStore
         from shared.journal.dynamodb import DynamoJournal
         from shared.tenancy.dynamodb import DynamoControlStore
 
         journal = DynamoJournal.from_settings(settings)  # type: ignore[assignment]
         control = DynamoControlStore.from_settings(settings)  # type: ignore[assignment]
         queue = SqsRunQueue.from_settings(settings)  # type: ignore[assignment]
+        jobs = DynamoJobStore.from_settings(settings)
+        workflows = SfnWorkflows.from_settings(settings)
+    agents = registry or AgentRegistry.from_modules(settings.agent_modules)
+    pipelines = pipeline_registry or PipelineRegistry.from_modules(settings.agent_modules)
     return Services(
         settings=settings,
-        registry=registry or AgentRegistry.from_modules(settings.agent_modules),
+        registry=agents,
         journal=journal,
         control=control,
         queue=queue,
+        jobs=jobs,
+        workflows=workflows,
+        pipelines=pipelines,
         make_provider=make_provider,
         secrets=secrets or {},
         on_complete=on_complete,

@@ -14,6 +14,14 @@ acts on what it returns; it never touches AWS itself (the queue and journal are 
 | another worker holds the lease | hidden until that lease would expire, then retried |
 | an exception (a crash, a retryable provider error) | left: redelivered, DLQ at last |
 
+Pipeline stages (``shared/logic/stages.py``) ride the same queue. A dispatch message (an
+agent stage, with its task token) creates its run on first receipt, then executes like any
+run; while it executes, the heartbeat also heartbeats the token (at most every quarter of the
+stage's HeartbeatSeconds), and a token found closed (the job moved on) cancels the run. A
+``resume`` message (a paused stage run's new token) is attached to the run's attempt and
+deleted: nothing executes until a reviewer decides. A duplicate of a finished stage run's
+message answers its token again (a crash may have come between journal and answer).
+
 A run waiting for its thread is re-sent rather than hidden again, so waiting behind a long
 run does not use up the message's receive count and land it in the DLQ.
 
@@ -30,6 +38,7 @@ boundary (``AgentRuntime.drain``) or finishes; after ``drain_timeout_s`` the res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -39,8 +48,15 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-from shared.errors import LeaseHeldError, QueueError, RunNotFoundError
+from shared.errors import LeaseHeldError, QueueError, RunNotFoundError, RuntimeStateError
+from shared.logic.runs import request_cancel
 from shared.logic.service import Services, execute_run
+from shared.logic.stages import (
+    attach_resume_token,
+    begin_stage_run,
+    heartbeat_stage,
+    report_stage,
+)
 from shared.models.run import Lease, Run, RunStatus
 from shared.observability import bind_run, count, get_logger, milliseconds, new_metrics
 from shared.queue.base import QueueMessage
@@ -68,6 +84,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"  # drain timed out: released, visible again
     RELEASED = "released"  # received while draining: visible again, not started
     REDELIVERED = "redelivered"  # the message being executed came back: hidden again
+    ATTACHED = "attached"  # a paused stage run's new task token, stored: deleted
 
 
 class Delivery:
@@ -124,6 +141,8 @@ class Consumer:
         self._tasks: set[asyncio.Task[Outcome]] = set()
         # run_id -> the message this process is executing it for (one per run).
         self._in_flight: dict[str, Delivery] = {}
+        # run_id -> when its stage token was last heartbeaten (monotonic seconds).
+        self._token_beats: dict[str, float] = {}
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.max_in_flight = 0
         runtime = svc.runtime()
@@ -273,6 +292,7 @@ class Consumer:
             raise
         finally:
             self._in_flight.pop(run_id, None)
+            self._token_beats.pop(run_id, None)
 
     async def _while_executing(self, current: Delivery, message: QueueMessage) -> Outcome:
         """A message for a run this process is executing right now."""
@@ -294,8 +314,10 @@ class Consumer:
     async def _execute(self, delivery: Delivery) -> Outcome:
         message = delivery.message
         run_id = message.body.run_id
+        if message.body.resume:
+            return await self._attach(delivery)
         try:
-            run = await self.svc.journal.get_run(run_id)
+            run = await self._stage_run(message) or await self.svc.journal.get_run(run_id)
         except RunNotFoundError:
             self.logger.error("message for a run that does not exist", extra=_ids(message))
             await self._delete(delivery)
@@ -305,6 +327,11 @@ class Consumer:
             return Outcome.ERROR
         bind_run(self.logger, run_id=run.run_id, tenant=run.tenant, agent=run.agent, step=run.steps)
         if run.status.is_terminal:
+            try:
+                await report_stage(self.svc, run)
+            except Exception:
+                self.logger.exception("cannot answer the stage; leaving the message")
+                return Outcome.ERROR
             await self._delete(delivery)
             self.logger.info("duplicate delivery: run already finished", extra=_ids(message))
             return Outcome.DUPLICATE
@@ -332,6 +359,36 @@ class Consumer:
             )
             return Outcome.ERROR
         return await self._ack(delivery, result, time.monotonic() - started)
+
+    async def _stage_run(self, message: QueueMessage) -> Run | None:
+        """A stage dispatch's run, created on first receipt (None: not a dispatch)."""
+        if message.body.stage is None:
+            return None
+        try:
+            return await self.svc.journal.get_run(message.body.run_id)
+        except RunNotFoundError:
+            pass
+        run = await begin_stage_run(self.svc, message.body)
+        if run is None:  # the stage could not start; its token was failed with the cause
+            raise RunNotFoundError(f"stage run {message.body.run_id} was not started")
+        self.logger.info(
+            "stage run created",
+            extra={**_ids(message), "job_id": message.body.stage.job_id},
+        )
+        return run
+
+    async def _attach(self, delivery: Delivery) -> Outcome:
+        try:
+            await attach_resume_token(self.svc, delivery.message.body)
+        except Exception:
+            self.logger.exception(
+                "cannot attach the stage's resume token; leaving the message",
+                extra=_ids(delivery.message),
+            )
+            return Outcome.ERROR
+        await self._delete(delivery)
+        self.logger.info("paused stage run: resume token attached", extra=_ids(delivery.message))
+        return Outcome.ATTACHED
 
     async def _ack(self, delivery: Delivery, run: Run, elapsed_s: float) -> Outcome:
         message = delivery.message
@@ -424,11 +481,31 @@ class Consumer:
             delivery = self._in_flight.get(lease.run_id)
             if delivery is not None:
                 await self.queue.change_visibility(delivery.receipt, self.options.visibility_s)
+                await self._beat_stage(delivery)
             if self._chained_heartbeat is not None:
                 await self._chained_heartbeat(lease)
         except Exception as exc:
             # Never let the hook kill the runtime's heartbeat (the lease would lapse).
             self.logger.warning("visibility heartbeat failed", extra={"error": str(exc)})
+
+    async def _beat_stage(self, delivery: Delivery) -> None:
+        """Heartbeat a dispatch's task token; a closed token cancels the run."""
+        body = delivery.message.body
+        if body.stage is None or body.task_token is None:
+            return
+        now = time.monotonic()
+        last = self._token_beats.get(body.run_id)
+        if last is not None and now - last < body.stage.heartbeat_s / 4:
+            return
+        self._token_beats[body.run_id] = now
+        if await heartbeat_stage(self.svc, body.task_token):
+            return
+        self.logger.warning(
+            "the job no longer waits for this stage run: cancelling it",
+            extra=_ids(delivery.message),
+        )
+        with contextlib.suppress(RuntimeStateError):
+            await request_cancel(self.svc.journal, body.run_id)
 
 
 def _ids(message: QueueMessage) -> dict[str, Any]:

@@ -38,16 +38,19 @@ from functions.api.models import (
     ErrorResponse,
     EventPage,
     Health,
+    JobView,
+    PipelineList,
     RunAccepted,
     RunList,
     RunView,
     ThreadView,
 )
-from shared.errors import AuthError, NotFoundError, SwitchyardError
-from shared.logic import service
+from shared.errors import AuthError, ConfigError, NotFoundError, SwitchyardError
+from shared.logic import jobs, service
 from shared.logic.service import Services
 from shared.logic.usage import MAX_RUNS, usage_report
-from shared.models.api import ApprovalBody, RunCreate
+from shared.models.api import ApprovalBody, JobApprovalBody, JobCreate, RunCreate
+from shared.models.job import JobDetail
 from shared.models.run import Run, RunStatus, Shape
 from shared.models.usage import MAX_WINDOW_DAYS, UsageQuery, UsageReport
 from shared.observability import count, get_logger, new_metrics, redact
@@ -236,11 +239,12 @@ app.exception_handler(Exception)(_unexpected)
 _ERROR_TEXT = {
     400: "Malformed JSON or a bad query, path or header parameter",
     401: "Missing, unknown or revoked API key",
-    404: "Unknown run or thread, or another tenant's",
-    409: "Conflict with the run's or thread's current state, or an Idempotency-Key reused",
+    404: "Unknown run, thread or job, or another tenant's",
+    409: "Conflict with the current state of the run, thread or job, or an Idempotency-Key reused",
     413: "Body over 1 MB",
-    422: "The body breaks the schema, names an unknown agent, or a cursor is malformed",
-    501: "Not implemented yet",
+    422: "The body breaks the schema, names an unknown agent or pipeline, or a cursor is malformed",
+    503: "The pipeline is not deployed in this stack (pipeline_not_deployed), or storage or "
+    "Step Functions trouble (unavailable: retry)",
 }
 _AUTH: list[dict[str, list[str]]] = [{"apiKey": []}]
 
@@ -271,6 +275,15 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         body=body,
         headers=headers or {},
     )
+
+
+_IDEMPOTENCY_KEY = Header(
+    alias="idempotency-key",
+    min_length=1,
+    max_length=255,
+    pattern=r"^[\x21-\x7e]+$",
+    description="Any printable ASCII up to 255 characters, unique per logical request",
+)
 
 
 def _view(run: Run) -> dict[str, Any]:
@@ -309,16 +322,7 @@ def _accepted(run: Run, *, promoted: bool) -> dict[str, Any]:
 )
 def create_run(
     body: RunCreate,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="idempotency-key",
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
-            description="Any printable ASCII up to 255 characters, unique per logical request",
-        ),
-    ] = None,
+    idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY] = None,
 ) -> Response[Any]:
     tenant = _tenant()
     submitted = run_sync(
@@ -468,6 +472,119 @@ def list_agents() -> Response[Any]:
 
 
 @app.get(
+    f"{PREFIX}/pipelines",
+    summary="Pipelines, their stages, and whether this stack deployed them",
+    responses=_doc(PipelineList, errors_=(401,)),
+    tags=["pipelines"],
+    security=_AUTH,
+)
+def list_pipelines() -> Response[Any]:
+    _tenant()
+    return _json({"pipelines": jobs.list_pipelines(get_services())})
+
+
+def _job_view(detail: JobDetail) -> dict[str, Any]:
+    return JobView.of(detail).model_dump(mode="json")
+
+
+@app.post(
+    f"{PREFIX}/jobs",
+    summary="Start a pipeline job",
+    description=(
+        "201 with the job (`running`, every stage `pending`) once its Step Functions execution "
+        "is started. `Idempotency-Key` makes a retry return the same job, as it is now, with "
+        "200 and `Idempotent-Replayed: true` (409 if the body differs). An unknown pipeline is "
+        "422 `unknown_pipeline`; one this stack has not deployed is 503 "
+        "`pipeline_not_deployed`."
+    ),
+    responses=_doc(
+        JobView,
+        201,
+        "Started",
+        errors_=(400, 401, 409, 413, 422, 503),
+        extra={200: {"description": "Idempotent replay", "content": _content(JobView)}},
+    ),
+    tags=["jobs"],
+    security=_AUTH,
+)
+def start_job(
+    body: JobCreate,
+    idempotency_key: Annotated[str | None, _IDEMPOTENCY_KEY] = None,
+) -> Response[Any]:
+    tenant = _tenant()
+    svc = get_services()
+    try:
+        job, created = run_sync(jobs.start_job(svc, tenant, body, idempotency_key=idempotency_key))
+    except ConfigError:  # defined, but this stack has no state machine for it
+        logger.warning("pipeline not deployed", extra={"pipeline": body.pipeline})
+        return errors.error_response(
+            "pipeline_not_deployed",
+            f"pipeline {body.pipeline!r} is defined but not deployed in this stack: "
+            "deploy the stack again with the module that defines it",
+            {"pipeline": body.pipeline, "deployed": sorted(svc.settings.pipeline_arns)},
+        )
+    headers = {"Location": f"{PREFIX}/jobs/{job.job_id}"}
+    if created:
+        count(metrics, "JobsStarted", pipeline=job.pipeline)
+    else:
+        headers["Idempotent-Replayed"] = "true"
+    detail = run_sync(jobs.get_job(svc, tenant, job.job_id))
+    return _json(_job_view(detail), 201 if created else 200, headers)
+
+
+@app.get(
+    f"{PREFIX}/jobs/<job_id>",
+    summary="Get a job: status, stages, pending approvals, output or error",
+    responses=_doc(JobView, errors_=(401, 404)),
+    tags=["jobs"],
+    security=_AUTH,
+)
+def get_job(job_id: str) -> Response[Any]:
+    tenant = _tenant()
+    detail = run_sync(jobs.get_job(get_services(), tenant, _checked_id(job_id, "job")))
+    return _json(_job_view(detail))
+
+
+@app.post(
+    f"{PREFIX}/jobs/<job_id>/approval",
+    summary="Approve or reject what a job waits on (a gate, or a stage's paused run)",
+    description=(
+        "202: the decision is recorded and the job carries on (approve) or its stage fails "
+        "with `ApprovalRejected` (reject). With more than one approval pending, name the one "
+        "with `stage`. 409 if nothing is pending (or not at `stage`), it was decided already, "
+        "or the job has ended."
+    ),
+    responses=_doc(JobView, 202, "Decision recorded", errors_=(400, 401, 404, 409, 413, 422)),
+    tags=["jobs"],
+    security=_AUTH,
+)
+def approve_job(job_id: str, body: JobApprovalBody) -> Response[Any]:
+    tenant = _tenant()
+    detail = run_sync(
+        jobs.decide_job_approval(get_services(), tenant, _checked_id(job_id, "job"), body)
+    )
+    return _json(_job_view(detail), 202)
+
+
+@app.post(
+    f"{PREFIX}/jobs/<job_id>/cancel",
+    summary="Cancel a job",
+    description=(
+        "Stops the job's execution: the answer is the job, now `cancelled`. Stage runs still "
+        "executing are asked to cancel and stop at their next step boundary. 409 if the job "
+        "has already ended."
+    ),
+    responses=_doc(JobView, 200, "Cancelled", errors_=(401, 404, 409)),
+    tags=["jobs"],
+    security=_AUTH,
+)
+def cancel_job(job_id: str) -> Response[Any]:
+    tenant = _tenant()
+    detail = run_sync(jobs.cancel_job(get_services(), tenant, _checked_id(job_id, "job")))
+    return _json(_job_view(detail))
+
+
+@app.get(
     f"{PREFIX}/usage",
     summary="Tokens and cost of the tenant's runs, grouped by agent or tenant",
     description=(
@@ -535,33 +652,3 @@ def openapi_json() -> str:
             security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <key>")},
         )
     return _openapi
-
-
-# Later milestones: a clear 501 until they land, so clients can tell "not yet" from "wrong".
-_LATER = (
-    ("GET", f"{PREFIX}/pipelines", "pipelines"),
-    ("POST", f"{PREFIX}/jobs", "pipeline jobs"),
-    ("GET", f"{PREFIX}/jobs/<job_id>", "pipeline jobs"),
-    ("POST", f"{PREFIX}/jobs/<job_id>/approval", "pipeline jobs"),
-)
-
-
-def _not_implemented(what: str) -> Any:
-    def route(**_: str) -> Response[Any]:
-        _tenant()
-        return errors.error_response("not_implemented", f"{what}: not implemented yet")
-
-    route.__name__ = f"not_implemented_{re.sub(r'[^a-z]+', '_', what)}"
-    return route
-
-
-for _method, _rule, _what in _LATER:
-    app.route(
-        _rule,
-        _method,
-        summary=f"Not implemented yet: {_what} (501)",
-        responses={501: {"description": _ERROR_TEXT[501], "content": _content(ErrorResponse)}},
-        tags=["later"],
-        security=_AUTH,
-        enable_validation=False,
-    )(_not_implemented(_what))

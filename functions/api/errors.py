@@ -14,7 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from shared.errors import JournalError, QueueError, SwitchyardError
+from shared.errors import JobStoreError, JournalError, QueueError, SwitchyardError, WorkflowError
 
 # Above this, API Gateway still accepts the request (10 MB) but we refuse it: see docs/api.md.
 MAX_BODY_BYTES = 1024 * 1024
@@ -32,9 +32,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_media_type": 415,
     "invalid_request": 422,
     "unknown_agent": 422,
+    "unknown_pipeline": 422,
     "rate_limited": 429,  # reserved: distributed rate limits are a later milestone
-    "not_implemented": 501,
     "unavailable": 503,
+    "pipeline_not_deployed": 503,
 }
 
 
@@ -72,8 +73,9 @@ def from_switchyard(exc: SwitchyardError, request_id: str | None) -> Response[An
     status = STATUS_BY_CODE.get(exc.code)
     if status is not None:
         return error_response(exc.code, exc.message, _json_safe(exc.details), status=status)
-    if isinstance(exc, JournalError | QueueError):
-        # Storage or queue trouble: worth a retry with the same Idempotency-Key.
+    if isinstance(exc, JournalError | QueueError | JobStoreError | WorkflowError):
+        # Storage, queue or Step Functions trouble: worth a retry with the same
+        # Idempotency-Key.
         return error_response(
             "unavailable",
             "the service is temporarily unavailable; retry (with the same Idempotency-Key)",

@@ -1,8 +1,8 @@
 """Response bodies of the HTTP API.
 
 They document the contract in the OpenAPI document and shape what the routes return. Request
-bodies (``RunCreate``, ``ApprovalBody``) live in ``shared.models.api``, next to the use cases
-that take them.
+bodies (``RunCreate``, ``ApprovalBody``, ``JobCreate``, ``JobApprovalBody``) live in
+``shared.models.api``, next to the use cases that take them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.models.events import Event
+from shared.models.job import JobDetail
 from shared.models.run import Run, RunError, RunStatus, RunSummary, Shape, Usage
 
 
@@ -107,6 +108,40 @@ class ThreadView(BaseModel):
 
 class AgentList(BaseModel):
     agents: list[dict[str, Any]]
+
+
+class PipelineInfo(BaseModel):
+    name: str
+    description: str = ""
+    stages: list[dict[str, Any]] = Field(
+        description="The stages in order: {name, kind, ...} (kind: agent, function, map, "
+        "parallel, choice or approval; nested stages under stages/branches/cases)"
+    )
+    deployed: bool = Field(
+        description="Whether this stack has the pipeline's state machine (else POST /v1/jobs "
+        "answers 503 pipeline_not_deployed)"
+    )
+
+
+class PipelineList(BaseModel):
+    pipelines: list[PipelineInfo]
+
+
+class JobView(JobDetail):
+    """A pipeline job as the API shows it.
+
+    ``status``: ``running``, ``awaiting_approval`` (running, and something in
+    ``pending_approvals`` waits on a person), ``succeeded``, ``failed`` or ``cancelled``.
+    ``stages`` are the task stages (agent, function, approval) in definition order, each with
+    its attempts (one per map item and per retry), the runs it started and what it cost.
+    ``error`` names the failing stage and carries its cause. Task tokens and the data passed
+    between stages are never shown, except the data an approval gate would pass on
+    (``pending_approvals[].data``), which is what the reviewer decides on.
+    """
+
+    @classmethod
+    def of(cls, detail: JobDetail) -> JobView:
+        return cls.model_validate(detail.model_dump())
 
 
 class Health(BaseModel):

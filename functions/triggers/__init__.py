@@ -38,7 +38,7 @@ def build_container(env: Mapping[str, str] | None = None) -> Container:
         settings,
         on_complete=completion_hook(settings),
     )
-    rules.check_agents(services.registry)
+    rules.check_agents(services.registry, services.pipelines)
     return Container(services=services, rules=rules)
 
 
@@ -56,7 +56,7 @@ def configure(services: Services | None, rules: TriggerRules | None = None) -> N
         _container.set(None)
         return
     chosen = rules if rules is not None else load_triggers(services.settings)
-    chosen.check_agents(services.registry)
+    chosen.check_agents(services.registry, services.pipelines)
     _container.set(Container(services=services, rules=chosen))
 
 

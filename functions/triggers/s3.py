@@ -21,7 +21,8 @@ from typing import Any
 
 from functions import run_sync
 from functions.triggers import Container, container
-from shared.logic.triggers import s3_records, start_from_s3_record
+from shared.logic.triggers import Started, s3_records, start_from_s3_record, started_id
+from shared.models.run import Run
 from shared.observability import get_logger
 
 logger = get_logger("switchyard-trigger-s3")
@@ -38,28 +39,33 @@ def _notification(body: str) -> dict[str, Any]:
 
 async def _from_sqs(c: Container, records: list[Mapping[str, Any]]) -> dict[str, Any]:
     failures: list[dict[str, str]] = []
-    started: list[str] = []
+    started: list[Started] = []
     for record in records:
         message_id = str(record.get("messageId", ""))
         try:
             for s3_record in s3_records(_notification(str(record["body"]))):
-                runs = await start_from_s3_record(c.services, c.rules, s3_record)
-                started.extend(run.run_id for run in runs)
+                started.extend(await start_from_s3_record(c.services, c.rules, s3_record))
         except Exception as exc:
             logger.exception(
                 "S3 trigger record failed",
                 extra={"message_id": message_id, "error_type": type(exc).__name__},
             )
             failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures, "runs": started}
+    return {"batchItemFailures": failures, **_ids(started)}
 
 
 async def _from_s3(c: Container, records: list[Mapping[str, Any]]) -> dict[str, Any]:
-    started: list[str] = []
+    started: list[Started] = []
     for record in records:
-        runs = await start_from_s3_record(c.services, c.rules, record)
-        started.extend(run.run_id for run in runs)
-    return {"runs": started}
+        started.extend(await start_from_s3_record(c.services, c.rules, record))
+    return _ids(started)
+
+
+def _ids(started: list[Started]) -> dict[str, list[str]]:
+    """What the invocation started: run ids and, for pipeline rules, job ids."""
+    jobs = [started_id(s) for s in started if not isinstance(s, Run)]
+    runs = [started_id(s) for s in started if isinstance(s, Run)]
+    return {"runs": runs, "jobs": jobs} if jobs else {"runs": runs}
 
 
 async def handle(c: Container, event: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from functions import run_sync
 from functions.triggers import Container, container
 from shared.errors import ValidationFailedError
 from shared.logic.triggers import start_from_schedule
+from shared.models.run import Run
 
 
 def _rule_from_arn(arn: str) -> str:
@@ -55,8 +56,10 @@ def parse_event(event: Mapping[str, Any]) -> tuple[str, datetime]:
 
 async def handle(c: Container, event: Mapping[str, Any]) -> dict[str, Any]:
     rule, fired_at = parse_event(event)
-    run = await start_from_schedule(c.services, rule, fired_at, rules=c.rules)
-    return {"rule": rule, "run_id": run.run_id, "status": run.status.value}
+    started = await start_from_schedule(c.services, rule, fired_at, rules=c.rules)
+    if isinstance(started, Run):
+        return {"rule": rule, "run_id": started.run_id, "status": started.status.value}
+    return {"rule": rule, "job_id": started.job_id, "status": started.status.value}
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "agents.classifier",
     "agents.research",
     "agents.ops",
+    "agents.documents",
 )
 
 
@@ -58,8 +59,14 @@ class AgentRegistry:
             except ImportError as exc:
                 raise AgentError(f"cannot import agent module {module_name!r}: {exc}") from exc
             found = [v for v in vars(module).values() if isinstance(v, Agent)]
-            if not found:
-                raise AgentError(f"agent module {module_name!r} defines no Agent")
+            if not found and not _defines_pipeline(module):
+                raise AgentError(f"agent module {module_name!r} defines no Agent or Pipeline")
             for agent in found:
                 registry.add(agent)
         return registry
+
+
+def _defines_pipeline(module: object) -> bool:
+    from shared.pipelines.definition import Pipeline
+
+    return any(isinstance(v, Pipeline) for v in vars(module).values())

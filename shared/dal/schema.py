@@ -19,8 +19,14 @@ partition, none carrying the index keys (so none ever appears in ``by_tenant``):
 - ``THREAD#{tenant}#{thread_id}`` / ``THREAD``: a thread's run ids in submission order
   (``runs``) and how many of them have finished (``finished``).
 
-A ``#`` or ``%`` in a tenant is percent-escaped inside these keys, so distinct (tenant, id)
-pairs never share a key.
+The job store (``shared.jobs.dynamodb``) keeps one partition per pipeline job, again
+without the index keys:
+
+- ``JOB#{job_id}`` / ``JOB``: the job item (pipeline, tenant, status, input, output, error);
+- ``JOB#{job_id}`` / ``ATTEMPT#{stage}#{attempt_id}``: one item per stage attempt.
+
+A ``#`` or ``%`` in a tenant (or a stage name) is percent-escaped inside these keys, so
+distinct (tenant, id) pairs never share a key.
 
 ``expires_at`` (epoch seconds) is the TTL attribute; billing is on demand.
 """
@@ -59,6 +65,9 @@ API_KEY_SK = "KEY"
 IDEMPOTENCY_SK = "IDEM"
 THREAD_SK = "THREAD"
 
+JOB_SK = "JOB"
+ATTEMPT_PREFIX = "ATTEMPT#"
+
 
 def run_pk(run_id: str) -> str:
     return f"RUN#{run_id}"
@@ -92,6 +101,16 @@ def idempotency_pk(tenant: str, key: str) -> str:
 
 def thread_pk(tenant: str, thread_id: str) -> str:
     return f"THREAD#{_escape(tenant)}#{thread_id}"
+
+
+def job_pk(job_id: str) -> str:
+    return f"JOB#{job_id}"
+
+
+def attempt_sk(stage: str, attempt_id: str) -> str:
+    """The sort key of one stage attempt (the stage escaped, so ``#`` cannot shift the split
+    between stage and attempt id)."""
+    return f"{ATTEMPT_PREFIX}{_escape(stage)}#{attempt_id}"
 
 
 def _escape(part: str) -> str:
@@ -161,10 +180,12 @@ def create_bucket(client: Any, name: str) -> None:
 
 __all__ = [
     "API_KEY_SK",
+    "ATTEMPT_PREFIX",
     "BY_TENANT",
     "BY_TENANT_PROJECTION",
     "CREATED",
     "IDEMPOTENCY_SK",
+    "JOB_SK",
     "PK",
     "RECORD_PREFIX",
     "RECORD_SK_MAX",
@@ -175,10 +196,12 @@ __all__ = [
     "THREAD_SK",
     "TTL_ATTRIBUTE",
     "api_key_pk",
+    "attempt_sk",
     "create_bucket",
     "create_table",
     "created_key",
     "idempotency_pk",
+    "job_pk",
     "record_sk",
     "run_pk",
     "table_definition",

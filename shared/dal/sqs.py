@@ -156,7 +156,7 @@ class SqsRunQueue:
             "SendMessage",
             self.client.send_message,
             QueueUrl=url,
-            MessageBody=message.model_dump_json(exclude_none=True),
+            MessageBody=message.model_dump_json(exclude_defaults=True),
             DelaySeconds=min(max(0, int(delay_s)), MAX_DELAY_S),
         )
         return str(response["MessageId"])

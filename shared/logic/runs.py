@@ -13,7 +13,7 @@ from shared.ids import new_run_id
 from shared.journal.base import Journal, RunPatch
 from shared.models.events import Event, EventType
 from shared.models.journal import JournalRecord, RecordKind
-from shared.models.run import Run, RunStatus, Shape
+from shared.models.run import JobLink, Run, RunStatus, Shape
 
 
 class Budget(BaseModel):
@@ -36,6 +36,7 @@ class SubmitRun(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     idempotency_key: str | None = None
     webhook_url: str | None = None
+    job: JobLink | None = None
 
 
 class ApprovalDecision(BaseModel):
@@ -63,6 +64,7 @@ async def submit_run(
         webhook_url=request.webhook_url,
         metadata=request.metadata,
         budget=request.budget.model_dump(exclude_none=True),
+        job=request.job,
         created_at=now,
         updated_at=now,
     )

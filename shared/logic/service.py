@@ -28,6 +28,7 @@ from shared.errors import (
     RuntimeStateError,
 )
 from shared.ids import new_run_id
+from shared.jobs.base import JobStore, Workflows
 from shared.journal.base import Journal
 from shared.logic.runs import (
     ApprovalDecision,
@@ -41,6 +42,7 @@ from shared.logic.threads import ThreadHistory, thread_turn
 from shared.models.api import ApprovalBody, OnConflict, RunCreate
 from shared.models.events import Event
 from shared.models.run import Run, RunPage, RunStatus, Shape
+from shared.pipelines.registry import PipelineRegistry
 from shared.providers.base import Provider
 from shared.queue.base import RunMessage, RunQueue
 from shared.runtime import AgentRuntime, RuntimeOptions
@@ -64,6 +66,9 @@ class Services:
     queue: RunQueue
     # Built on first use: the async submit path never needs a model, so never imports one.
     make_provider: Callable[[], Provider]
+    jobs: JobStore = field(default_factory=lambda: _memory_jobs())
+    workflows: Workflows = field(default_factory=lambda: _memory_workflows())
+    pipelines: PipelineRegistry = field(default_factory=PipelineRegistry)
     secrets: Mapping[str, str] = field(default_factory=dict)
     on_complete: CompletionHook | None = None
     owner: str | None = None
@@ -83,6 +88,18 @@ class Services:
                 observer=self.observer,
             )
         return self._runtime
+
+
+def _memory_jobs() -> JobStore:
+    from shared.jobs.memory import MemoryJobStore
+
+    return MemoryJobStore()
+
+
+def _memory_workflows() -> Workflows:
+    from shared.jobs.memory import MemoryWorkflows
+
+    return MemoryWorkflows()
 
 
 @dataclass(frozen=True)
@@ -204,6 +221,13 @@ async def execute_run(svc: Services, run_id: str, *, deadline: float | None = No
     if waits_for_thread and not await thread_turn(svc.journal, svc.control, run):
         return run
     result = await svc.runtime().execute(run_id, deadline=deadline)
+    if result.job is not None and (
+        result.status.is_terminal or result.status is RunStatus.AWAITING_APPROVAL
+    ):
+        # Imported here: the stages module builds on this one.
+        from shared.logic.stages import report_stage
+
+        await report_stage(svc, result)
     if result.status.is_terminal:
         if result.thread_id:
             await svc.control.finish_thread_run(

@@ -11,9 +11,11 @@ Rules are configuration, read from a JSON document (``SWITCHYARD_TRIGGERS_FILE``
                      "agent": "ops-assistant", "tenant": "acme", "input": "Summarise..."}]
     }
 
-Both kinds start runs through :func:`shared.logic.service.create_run`, the function behind
-``POST /v1/runs``, with an ``Idempotency-Key`` derived from the event, so an event delivered
-twice (S3 notifications and schedules are both at-least-once) starts one run:
+A rule names an ``agent`` (it starts a run) or a ``pipeline`` (it starts a job; the input
+must then be a JSON object). Both kinds start through the functions behind the API
+(:func:`shared.logic.service.create_run`, ``POST /v1/runs``; :func:`shared.logic.jobs.start_job`,
+``POST /v1/jobs``) with an ``Idempotency-Key`` derived from the event, so an event delivered
+twice (S3 notifications and schedules are both at-least-once) starts one run or job:
 
 - S3: one run per (rule, bucket, key, object version) where the version is the S3 version id
   in a versioned bucket and the ETag otherwise, so re-uploading identical bytes to an
@@ -37,10 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.agents.registry import AgentRegistry
 from shared.config import Settings
 from shared.errors import ConfigError, ConflictError, NotFoundError
+from shared.logic.jobs import start_job
 from shared.logic.service import Services, create_run, get_run
-from shared.models.api import RunCreate
+from shared.models.api import JobCreate, RunCreate
+from shared.models.job import Job
 from shared.models.run import Run, Shape
 from shared.observability import count, get_logger, new_metrics
+from shared.pipelines.registry import PipelineRegistry
 
 RULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # The object reference every S3-triggered run's input carries (merged into the static input).
@@ -63,8 +68,7 @@ class _Rule(BaseModel):
 
     name: str = Field(pattern=RULE_NAME_PATTERN)
     agent: str | None = Field(default=None, min_length=1, max_length=64)
-    # Reserved for the pipelines milestone: rules will be able to start a job instead.
-    pipeline: str | None = None
+    pipeline: str | None = Field(default=None, min_length=1, max_length=64)
     tenant: str = Field(default="default", min_length=1, max_length=128)
     # Triggers enqueue by default: the trigger function stays short whatever the agent does.
     mode: Shape = Shape.ASYNC
@@ -73,10 +77,8 @@ class _Rule(BaseModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> _Rule:
-        if self.pipeline is not None:
-            raise ValueError("pipeline targets are not supported yet: name an agent")
-        if self.agent is None:
-            raise ValueError("agent is required")
+        if (self.agent is None) == (self.pipeline is None):
+            raise ValueError("name exactly one target: an agent or a pipeline")
         reserved = sorted(set(self.metadata) & set(TRIGGER_METADATA))
         if reserved:
             raise ValueError(f"metadata keys {reserved} are set by the trigger itself")
@@ -84,8 +86,12 @@ class _Rule(BaseModel):
 
     @property
     def agent_name(self) -> str:
-        assert self.agent is not None  # checked by the validator
+        assert self.agent is not None  # a rule without an agent names a pipeline
         return self.agent
+
+    @property
+    def target(self) -> str:
+        return f"agent {self.agent}" if self.agent else f"pipeline {self.pipeline}"
 
 
 class S3Rule(_Rule):
@@ -142,7 +148,16 @@ class ScheduleRule(_Rule):
     """``expression`` (EventBridge ``cron()``/``rate()``, UTC) starts a run with ``input``."""
 
     expression: str
-    input: Any = Field(description="The run's input: a string, or JSON the agent expects")
+    input: Any = Field(
+        description="The run's input (a string, or JSON the agent expects), or the job's "
+        "(a JSON object)",
+    )
+
+    @model_validator(mode="after")
+    def _job_input_is_object(self) -> ScheduleRule:
+        if self.pipeline is not None and not isinstance(self.input, dict):
+            raise ValueError("a pipeline's input must be a JSON object")
+        return self
 
     @field_validator("expression")
     @classmethod
@@ -174,15 +189,23 @@ class TriggerRules(BaseModel):
             details={"known": [r.name for r in self.schedules]},
         )
 
-    def check_agents(self, registry: AgentRegistry) -> None:
-        """Fail at start-up, not at the first event, when a rule names an unknown agent."""
-        unknown = [
-            f"{r.name}: {r.agent_name}"
-            for r in (*self.s3, *self.schedules)
-            if r.agent_name not in registry
-        ]
+    def check_agents(
+        self, registry: AgentRegistry, pipelines: PipelineRegistry | None = None
+    ) -> None:
+        """Fail at start-up, not at the first event, when a rule names an unknown agent (or,
+        given the pipelines, an unknown pipeline)."""
+        rules = (*self.s3, *self.schedules)
+        unknown = [f"{r.name}: {r.agent}" for r in rules if r.agent and r.agent not in registry]
         if unknown:
             raise ConfigError(f"trigger rules name unknown agents: {unknown}")
+        if pipelines is not None:
+            missing = [
+                f"{r.name}: {r.pipeline}"
+                for r in rules
+                if r.pipeline and r.pipeline not in pipelines
+            ]
+            if missing:
+                raise ConfigError(f"trigger rules name unknown pipelines: {missing}")
 
 
 def parse_triggers(text: str, *, source: str = "SWITCHYARD_TRIGGERS") -> TriggerRules:
@@ -293,6 +316,36 @@ def _metadata(rule: _Rule, kind: str, extra: Mapping[str, str] | None = None) ->
     return {**rule.metadata, "trigger": kind, "trigger_rule": rule.name, **(extra or {})}
 
 
+Started = Run | Job
+
+
+def started_id(started: Started) -> str:
+    return started.run_id if isinstance(started, Run) else started.job_id
+
+
+async def _start_job(
+    svc: Services, rule: _Rule, job_input: Any, metadata: dict[str, str], key: str
+) -> Job:
+    assert rule.pipeline is not None
+    body = JobCreate(pipeline=rule.pipeline, input=job_input or {}, metadata=metadata)
+    try:
+        job, created = await start_job(svc, rule.tenant, body, idempotency_key=key)
+    except ConflictError as exc:
+        # The rule changed between two deliveries of the same event: the first job stands.
+        details = exc.details if isinstance(exc.details, dict) else {}
+        job_id = details.get("job_id")
+        if not isinstance(job_id, str):
+            raise
+        logger.info("trigger event already started a job", extra={"job_id": job_id})
+        return await svc.jobs.get_job(job_id)
+    trigger = metadata["trigger"]
+    if created:
+        count(metrics, "TriggeredJobs", trigger=trigger, pipeline=rule.pipeline)
+    else:
+        count(metrics, "TriggerDuplicates", trigger=trigger)
+    return job
+
+
 async def _start(svc: Services, rule: _Rule, body: RunCreate, key: str) -> Run:
     try:
         submitted = await create_run(svc, rule.tenant, body, idempotency_key=key)
@@ -314,31 +367,46 @@ async def _start(svc: Services, rule: _Rule, body: RunCreate, key: str) -> Run:
 
 async def start_from_s3_record(
     svc: Services, rules: TriggerRules | Iterable[S3Rule], record: Mapping[str, Any]
-) -> list[Run]:
-    """Start one run per rule matching the record's object; the runs (new or, for a
-    redelivered record, the ones it started before). Non-ObjectCreated records and
+) -> list[Started]:
+    """Start one run or job per rule matching the record's object; what they started (new
+    or, for a redelivered record, what it started before). Non-ObjectCreated records and
     ``s3:TestEvent`` start nothing."""
     obj = object_ref(record)
     if obj is None:
         return []
     s3_rules = rules.s3 if isinstance(rules, TriggerRules) else tuple(rules)
-    runs: list[Run] = []
+    runs: list[Started] = []
     for rule in s3_rules:
         if not rule.matches(obj):
             continue
-        body = RunCreate(
-            agent=rule.agent_name,
-            input={**rule.input, **obj.as_input()},
-            mode=rule.mode,
-            metadata=_metadata(rule, "s3"),
-            webhook_url=rule.webhook_url,
-        )
-        run = await _start(svc, rule, body, s3_idempotency_key(rule, obj))
+        started: Started
+        if rule.pipeline:
+            started = await _start_job(
+                svc,
+                rule,
+                {**rule.input, **obj.as_input()},
+                _metadata(rule, "s3"),
+                s3_idempotency_key(rule, obj),
+            )
+        else:
+            body = RunCreate(
+                agent=rule.agent_name,
+                input={**rule.input, **obj.as_input()},
+                mode=rule.mode,
+                metadata=_metadata(rule, "s3"),
+                webhook_url=rule.webhook_url,
+            )
+            started = await _start(svc, rule, body, s3_idempotency_key(rule, obj))
         logger.info(
             "s3 trigger",
-            extra={"rule": rule.name, "bucket": obj.bucket, "key": obj.key, "run_id": run.run_id},
+            extra={
+                "rule": rule.name,
+                "bucket": obj.bucket,
+                "key": obj.key,
+                "started": started_id(started),
+            },
         )
-        runs.append(run)
+        runs.append(started)
     if not runs:
         logger.debug("no trigger rule matches", extra={"bucket": obj.bucket, "key": obj.key})
     return runs
@@ -364,17 +432,25 @@ async def start_from_schedule(
     fired_at: datetime,
     *,
     rules: TriggerRules | None = None,
-) -> Run:
-    """Start the run of schedule ``rule_name`` for the fire time ``fired_at``: the same run
-    however often that firing is delivered. ``rules`` default to the settings' rules."""
+) -> Started:
+    """Start the run (or job) of schedule ``rule_name`` for the fire time ``fired_at``: the
+    same one however often that firing is delivered. ``rules`` default to the settings'."""
     rules = rules if rules is not None else load_triggers(svc.settings)
     rule = rules.schedule(rule_name)
     at = fire_time(fired_at)
+    metadata = _metadata(rule, "schedule", {"fired_at": at.isoformat()})
+    if rule.pipeline:
+        job = await _start_job(svc, rule, rule.input, metadata, schedule_idempotency_key(rule, at))
+        logger.info(
+            "schedule trigger",
+            extra={"rule": rule.name, "fired_at": at.isoformat(), "job_id": job.job_id},
+        )
+        return job
     body = RunCreate(
         agent=rule.agent_name,
         input=rule.input,
         mode=rule.mode,
-        metadata=_metadata(rule, "schedule", {"fired_at": at.isoformat()}),
+        metadata=metadata,
         webhook_url=rule.webhook_url,
     )
     run = await _start(svc, rule, body, schedule_idempotency_key(rule, at))
@@ -389,6 +465,7 @@ __all__ = [
     "ObjectRef",
     "S3Rule",
     "ScheduleRule",
+    "Started",
     "TriggerRules",
     "load_triggers",
     "object_ref",
@@ -396,4 +473,5 @@ __all__ = [
     "s3_records",
     "start_from_s3_record",
     "start_from_schedule",
+    "started_id",
 ]

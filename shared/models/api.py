@@ -38,3 +38,23 @@ class ApprovalBody(BaseModel):
     decision: Literal["approve", "reject"]
     comment: str | None = Field(default=None, max_length=2000)
     edited_input: dict[str, Any] | None = None
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(min_length=1, max_length=64)
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="The pipeline's input: a JSON object"
+    )
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
+class JobApprovalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(default=None, max_length=2000)
+    stage: str | None = Field(
+        default=None, description="The gate to decide, when more than one is waiting"
+    )

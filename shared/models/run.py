@@ -76,6 +76,15 @@ class Lease(BaseModel):
     expires_at_ms: int
 
 
+class JobLink(BaseModel):
+    """The pipeline job stage a run executes (its attempt is ``attempt_id = run_id``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    stage: str
+
+
 class Run(BaseModel):
     """The run's metadata item. Steps live in the journal, not here."""
 
@@ -95,6 +104,7 @@ class Run(BaseModel):
     output: Any = None
     error: RunError | None = None
     pending_approval: dict[str, Any] | None = None
+    job: JobLink | None = None
     cancel_requested: bool = False
     # Seconds spent awaiting approval; excluded from the agent's timeout_s.
     paused_s: float = 0.0

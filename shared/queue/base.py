@@ -7,18 +7,50 @@ queue. Workers delete a message only once its run is journaled as finished or pa
 
 from __future__ import annotations
 
-from typing import Protocol
+import base64
+import hashlib
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from shared.models.job import AgentDispatch
+
+
+def stage_run_id(task_token: str) -> str:
+    """The run an agent stage's dispatch starts: derived from its task token, so every
+    delivery of the message (and no other) names the same run."""
+    digest = hashlib.sha256(task_token.encode()).digest()[:16]
+    return "run_" + base64.b32encode(digest).decode().rstrip("=")
 
 
 class RunMessage(BaseModel):
-    """The body: which run to execute (and, for pipeline stages, the task token to answer)."""
+    """The body: which run to execute.
+
+    Pipeline stages add a task token: ``stage`` (an agent stage's dispatch, whose run the
+    first receiver creates, its id derived from the token) or ``resume`` (a paused stage run's
+    new token, attached to its attempt; nothing to execute)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     run_id: str
     task_token: str | None = None
+    stage: AgentDispatch | None = None
+    resume: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_run_id(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value.get("run_id") and value.get("stage"):
+            token = value.get("task_token")
+            if isinstance(token, str) and token:
+                return {**value, "run_id": stage_run_id(token)}
+        return value
+
+    @model_validator(mode="after")
+    def _token_for_stages(self) -> RunMessage:
+        if (self.stage is not None or self.resume) and not self.task_token:
+            raise ValueError("a stage message needs its task token")
+        return self
 
 
 class QueueMessage(BaseModel):

@@ -34,6 +34,7 @@ AUTHENTICATED: list[tuple[str, str, Any]] = [
     ("POST", "/v1/jobs", {}),
     ("GET", "/v1/jobs/job_1", None),
     ("POST", "/v1/jobs/job_1/approval", {"decision": "approve"}),
+    ("POST", "/v1/jobs/job_1/cancel", None),
     ("GET", "/v1/no-such-route", None),
 ]
 
@@ -206,24 +207,12 @@ def test_unknown_agent_is_422_and_names_the_known_ones(gw: Gateway, acme: str) -
         422,
         "unknown_agent",
     )
-    assert error["details"]["known"] == ["ops-assistant", "researcher", "ticket-triage"]
-
-
-# ---- 501 -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/v1/pipelines"),
-        ("POST", "/v1/jobs"),
-        ("GET", "/v1/jobs/job_1"),
-        ("POST", "/v1/jobs/job_1/approval"),
-    ],
-)
-def test_later_milestones_answer_501(gw: Gateway, acme: str, method: str, path: str) -> None:
-    response = gw.request(method, path, key=acme)
-    assert_error(response, 501, "not_implemented")
+    assert error["details"]["known"] == [
+        "ops-assistant",
+        "researcher",
+        "section-summarizer",
+        "ticket-triage",
+    ]
 
 
 # ---- 5xx: nothing leaks ----------------------------------------------------------------
@@ -295,8 +284,9 @@ def test_status_table_covers_every_documented_code() -> None:
         "unsupported_media_type": 415,
         "invalid_request": 422,
         "unknown_agent": 422,
+        "unknown_pipeline": 422,
         "rate_limited": 429,
-        "not_implemented": 501,
         "unavailable": 503,
+        "pipeline_not_deployed": 503,
     }
     assert {code: errors.STATUS_BY_CODE[code] for code in expected} == expected

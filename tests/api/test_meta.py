@@ -28,6 +28,7 @@ ROUTES = {
     ("post", "/v1/jobs"),
     ("get", "/v1/jobs/{job_id}"),
     ("post", "/v1/jobs/{job_id}/approval"),
+    ("post", "/v1/jobs/{job_id}/cancel"),
 }
 PUBLIC = {("get", "/v1/health"), ("get", "/v1/openapi.json")}
 
@@ -93,7 +94,7 @@ def test_agents_lists_each_agent_with_its_tools_schemas(gw: Gateway, acme: str) 
     response = gw.get("/v1/agents", key=acme)
     assert response.status == 200
     agents = {a["name"]: a for a in response.json()["agents"]}
-    assert set(agents) == {"ops-assistant", "researcher", "ticket-triage"}
+    assert set(agents) == {"ops-assistant", "researcher", "section-summarizer", "ticket-triage"}
     restart = next(t for t in agents["ops-assistant"]["tools"] if t["name"] == "restart_service")
     assert restart["requires_approval"] is True
     assert restart["side_effect"] is True

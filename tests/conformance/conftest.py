@@ -1,5 +1,5 @@
-"""Fixtures of the conformance suites: one ``journal`` and one ``control`` store per backend,
-a controllable clock.
+"""Fixtures of the conformance suites: one ``journal``, one ``control`` store and one ``jobs``
+store per backend, a controllable clock.
 
 The DynamoDB backends run on moto in-process, with the table and bucket created by deploying
 the synthesized CDK stack's storage into moto's CloudFormation
@@ -21,6 +21,9 @@ from shared.dal.dynamodb import Item, RunTable
 from shared.dal.local import deploy_template
 from shared.dal.s3 import BlobStore
 from shared.dal.schema import RUN_SK, SK, record_sk, run_pk
+from shared.jobs.base import JobStore
+from shared.jobs.dynamodb import DynamoJobStore
+from shared.jobs.memory import MemoryJobStore
 from shared.journal.base import Journal
 from shared.journal.dynamodb import DynamoJournal
 from shared.journal.memory import MemoryJournal
@@ -162,3 +165,28 @@ def control_backend(request: pytest.FixtureRequest) -> Iterator[ControlBackend]:
 @pytest.fixture
 def control(control_backend: ControlBackend) -> ControlStore:
     return control_backend.store
+
+
+@dataclass
+class JobBackend:
+    name: str
+    store: JobStore
+    aws: Aws | None = None
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def job_backend(request: pytest.FixtureRequest, clock: Clock) -> Iterator[JobBackend]:
+    if request.param == "memory":
+        yield JobBackend("memory", MemoryJobStore())
+        return
+    aws: Aws = request.getfixturevalue("aws")
+    store = DynamoJobStore(aws.table, clock=clock, max_workers=8)
+    try:
+        yield JobBackend("dynamodb", store, aws)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def jobs(job_backend: JobBackend) -> JobStore:
+    return job_backend.store

@@ -86,7 +86,7 @@ def test_context_settings_may_be_an_object() -> None:
             {"triggers": {"schedules": [{"name": "x", "expression": "every day", "agent": "a"}]}},
             "expression",
         ),
-        ({"triggers": {"s3": [{"name": "x"}]}}, "agent is required"),
+        ({"triggers": {"s3": [{"name": "x"}]}}, "name exactly one target"),
     ],
 )
 def test_invalid_settings_fail_with_a_message_naming_the_problem(

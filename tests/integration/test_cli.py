@@ -54,7 +54,12 @@ def test_agents_list_human(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     header, *rows, legend = done.stdout.splitlines()
     assert header.split() == ["AGENT", "MODEL", "SHAPE", "TOOLS"]
-    assert [r.split()[0] for r in rows] == ["ops-assistant", "researcher", "ticket-triage"]
+    assert [r.split()[0] for r in rows] == [
+        "ops-assistant",
+        "researcher",
+        "section-summarizer",
+        "ticket-triage",
+    ]
     assert legend == "(* needs approval, ! side effect)"
 
 

@@ -503,7 +503,7 @@ def test_agents_list_asks_the_api_when_one_is_named(
     ran = cli(capsys, "agents", "list")
     assert ran.code == 0
     rows = {line.split()[0]: line for line in ran.lines()[1:-1]}
-    assert set(rows) == {"ops-assistant", "researcher", "ticket-triage"}
+    assert set(rows) == {"ops-assistant", "researcher", "section-summarizer", "ticket-triage"}
     assert "restart_service*!" in rows["ops-assistant"]
     body = cli(capsys, "agents", "list", "--json").json()
     assert body == {"agents": [a.describe() for a in api.svc.registry]}

@@ -13,7 +13,7 @@ from functions.triggers.schedule import handler, parse_event
 from shared.errors import NotFoundError, ValidationFailedError
 from shared.logic.service import Services
 from shared.logic.triggers import TriggerRules, start_from_schedule
-from shared.models.run import RunStatus
+from shared.models.run import Run, RunStatus
 from tests.triggers.conftest import load_event
 
 
@@ -88,5 +88,7 @@ async def test_start_from_schedule_reads_rules_from_settings(
     at = datetime(2025, 3, 1, 6, 0, 0, 123456)  # naive: taken as UTC, sub-seconds dropped
     run = await start_from_schedule(svc, "nightly-digest", at)
     again = await start_from_schedule(svc, "nightly-digest", at.replace(microsecond=0))
+    assert isinstance(run, Run)
+    assert isinstance(again, Run)
     assert run.run_id == again.run_id
     assert run.metadata["fired_at"] == "2025-03-01T06:00:00+00:00"

@@ -59,8 +59,16 @@ def _error(doc: dict[str, Any]) -> str:
     ("doc", "expected"),
     [
         ({"s3": [{"name": "a", "agent": "x", "prefx": "typo/"}]}, "s3.0.prefx: Extra inputs"),
-        ({"s3": [{"name": "a"}]}, "agent is required"),
-        ({"s3": [{"name": "a", "pipeline": "etl"}]}, "pipeline targets are not supported yet"),
+        ({"s3": [{"name": "a"}]}, "name exactly one target"),
+        ({"s3": [{"name": "a", "agent": "x", "pipeline": "etl"}]}, "name exactly one target"),
+        (
+            {
+                "schedules": [
+                    {"name": "s", "expression": "rate(1 day)", "pipeline": "p", "input": 1}
+                ]
+            },
+            "a pipeline's input must be a JSON object",
+        ),
         ({"s3": [{"name": "a", "agent": "x", "input": {"key": "k"}}]}, "filled from the S3"),
         ({"s3": [{"name": "bad name", "agent": "x"}]}, "s3.0.name"),
         (

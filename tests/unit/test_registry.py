@@ -16,8 +16,13 @@ MORE = "tests.support.agent_modules.more"
 
 
 def test_builtin_agents_load(registry: AgentRegistry) -> None:
-    assert [a.name for a in registry] == ["ops-assistant", "researcher", "ticket-triage"]
-    assert len(registry) == 3
+    assert [a.name for a in registry] == [
+        "ops-assistant",
+        "researcher",
+        "section-summarizer",
+        "ticket-triage",
+    ]
+    assert len(registry) == 4
     researcher = registry.get("researcher")
     assert [t.name for t in researcher.tools] == ["search_docs", "read_document", "save_report"]
     assert researcher.models == ("claude-sonnet-4-6", "claude-haiku-4-5")
@@ -75,7 +80,9 @@ def test_unknown_agent(registry: AgentRegistry) -> None:
         registry.get("nobody")
     assert info.value.code == "unknown_agent"
     assert isinstance(info.value, AgentError)
-    assert info.value.details == {"known": ["ops-assistant", "researcher", "ticket-triage"]}
+    assert info.value.details == {
+        "known": ["ops-assistant", "researcher", "section-summarizer", "ticket-triage"]
+    }
     assert "nobody" not in registry
 
 

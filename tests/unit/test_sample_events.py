@@ -187,7 +187,7 @@ def check_sqs_runs_message(svc: Services, event: dict[str, Any]) -> None:
     (record,) = event["Records"]
     message = RunMessage.model_validate_json(record["body"])
     # Byte for byte what the API puts on the runs queue (shared.dal.sqs).
-    assert record["body"] == message.model_dump_json(exclude_none=True)
+    assert record["body"] == message.model_dump_json(exclude_defaults=True)
     assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
     parsed = dlq_function.queue_message(record)
     assert parsed.body == message
