@@ -4,8 +4,9 @@ Like a Lambda execution environment it serves one invocation at a time, for its 
 the function's environment: the handler's module builds what it needs on the first
 invocation (settings, secrets, clients) exactly as it does in AWS. Invocations arrive as
 JSON lines on stdin (``{"event": ..., "request_id": ...}``) and each answer is one JSON line
-(``{"result": ...}`` or ``{"error": "Type: message", "error_type", "error_message"}``) on the protocol stream. Everything
-the function prints (Powertools' log lines and EMF metrics) goes to stderr, which the pool
+on the protocol stream: ``{"result": ...}``, or ``{"error": "Type: message", "error_type",
+"error_message"}`` (the type is what Lambda reports as errorType). Everything the function
+prints (Powertools' log lines and EMF metrics) goes to stderr, which the pool
 points at the function's log file, as stdout goes to CloudWatch Logs in AWS.
 """
 

@@ -10,6 +10,7 @@ the payload, or ``X-Amz-Function-Error: Unhandled`` with ``{"errorType", "errorM
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -26,7 +27,7 @@ _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
 Invoke = Callable[[str, Any], Any]
 
 
-class FunctionFailed(Exception):  # noqa: N818 (Lambda's own wording)
+class FunctionFailed(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
@@ -76,7 +77,8 @@ class LambdaRouter:
         try:
             payload = json.dumps(invoke(name, event), default=str).encode()
         except FunctionFailed as exc:
-            payload = json.dumps({"errorType": exc.error_type, "errorMessage": exc.message}).encode()
+            error = {"errorType": exc.error_type, "errorMessage": exc.message}
+            payload = json.dumps(error).encode()
             headers.append(("X-Amz-Function-Error", "Unhandled"))
         headers.append(("Content-Length", str(len(payload))))
         start_response("200 OK", headers)
@@ -84,10 +86,9 @@ class LambdaRouter:
 
 
 def _quietly(invoke: Invoke, name: str, event: Any) -> None:
-    try:
+    # An async invoke's failure is in the function's own log, as in Lambda.
+    with contextlib.suppress(Exception):
         invoke(name, event)
-    except Exception:  # noqa: S110 (an async invoke's failure is the function's own log's)
-        pass
 
 
 class MotoServer:

@@ -5,8 +5,10 @@
    here can reach a real account.
 2. The CDK app synthesized with ``LOCAL_STACK_SETTINGS`` (cached under build/cfn-moto) and
    deployed into moto through its CloudFormation, the whole template.
-3. The template read back (``devstack.topology``): each function installed in this process
-   with its deployed environment; a poller per event-source mapping; the schedules.
+3. The template read back (``devstack.topology``): each function in container processes
+   with its deployed environment; a poller per event-source mapping; the schedules. Lambda
+   Invoke on the moto endpoint (what Step Functions' task states call) reaches the same
+   containers (``devstack.motoserver``), so pipelines run their function stages and gates.
 4. A development API key for tenant ``dev``; worker processes under a supervisor; the local
    gateway serving HTTP.
 
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from devstack.apigw import Gateway
-from devstack.functions import LocalFunctions
+from devstack.functions import FunctionError, LocalFunctions
 from devstack.gateway import LocalGateway
+from devstack.motoserver import FunctionFailed, MotoServer
 from devstack.pollers import QueuePoller
 from devstack.scheduler import Scheduler, UnknownSchedule
 from devstack.stack_settings import DEV_TENANT, LOCAL_STACK_SETTINGS, DevOptions
@@ -55,11 +58,12 @@ class LocalStack:
         self.overrides: dict[str, str] = {}
         self.topology: Topology | None = None
         self.stack_name = ""
-        self._moto: Any = None
+        self._moto: MotoServer | None = None
         self._functions: LocalFunctions | None = None
         self._pollers: list[QueuePoller] = []
         self.scheduler: Scheduler | None = None
         self.supervisor: WorkerSupervisor | None = None
+        self._worker_env: dict[str, str] = {}
         self.gateway: LocalGateway | None = None
         self.started_s = 0.0
 
@@ -83,6 +87,7 @@ class LocalStack:
                 log_dir=self.options.state_dir / "logs",
                 concurrency=self.options.function_concurrency,
             )
+            self._route_lambda(deployed)
             self.gateway.gateway = Gateway(
                 api=self._functions.handler(self.topology.function(API_HANDLER)),
                 authorizer=self._functions.handler(self.topology.function(AUTHORIZER_HANDLER)),
@@ -100,16 +105,10 @@ class LocalStack:
             from infra.constants import WORKER_CONTAINER
             from shared.dal.local import container_environment
 
-            self.supervisor = WorkerSupervisor(
-                worker_environment(
-                    container_environment(deployed, WORKER_CONTAINER), self.overrides
-                ),
-                count=self.options.workers,
-                state_dir=self.options.state_dir,
-                stop_timeout_s=self.options.stop_timeout_s,
-                report=self.report,
+            self._worker_env = worker_environment(
+                container_environment(deployed, WORKER_CONTAINER), self.overrides
             )
-            self.supervisor.start()
+            self._start_workers()
             self.gateway.start()
             self._write_outputs(region)
         except BaseException:
@@ -117,19 +116,46 @@ class LocalStack:
             raise
         self.started_s = time.monotonic() - started
 
-    def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
+    def _start_workers(self) -> None:
+        self.supervisor = WorkerSupervisor(
+            self._worker_env,
+            count=self.options.workers,
+            state_dir=self.options.state_dir,
+            stop_timeout_s=self.options.stop_timeout_s,
+            report=self.report,
+        )
+        self.supervisor.start()
 
+    def _route_lambda(self, deployed: Any) -> None:
+        """Lambda Invoke of a stack function on the moto endpoint runs its container."""
+        functions = self._functions
+        assert functions is not None
+        assert self._moto is not None
+        by_name = {
+            deployed.resources[fn.logical_id][1]: fn
+            for fn in self.topology.functions.values()
+            if fn.logical_id in deployed.resources
+        }
+
+        def invoke(name: str, event: Any) -> Any:
+            try:
+                return functions.invoke(by_name[name], event)
+            except FunctionError as exc:
+                raise FunctionFailed(exc.error_type, exc.error_message) from exc
+
+        self._moto.router.route(by_name, invoke)
+
+    def _start_moto(self) -> None:
         from shared.dal.local import configure_moto_server
 
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             os.environ.pop(name, None)
         os.environ.update(_MOTO_CREDENTIALS)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        port = self.options.moto_port or _free_port()
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._moto = MotoServer(port=self.options.moto_port)
         self._moto.start()
-        self.moto_url = f"http://127.0.0.1:{port}"
+        port = self._moto.port
+        self.moto_url = self._moto.url
         os.environ["AWS_ENDPOINT_URL"] = self.moto_url
         # Step Functions service integrations call moto at localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(port)
@@ -220,6 +246,17 @@ class LocalStack:
             workers = self.supervisor.describe() if self.supervisor else []
             replaced = self.supervisor.replaced if self.supervisor else 0
             return 200, {"workers": workers, "replaced": replaced}
+        if method == "POST" and path == "/_local/workers/stop":
+            # Every worker drains and exits (as an ECS service scaled to zero): what waits
+            # on a person (approvals) must not need one.
+            if self.supervisor is not None:
+                supervisor, self.supervisor = self.supervisor, None
+                supervisor.stop()
+            return 200, {"workers": []}
+        if method == "POST" and path == "/_local/workers/start":
+            if self.supervisor is None and self._worker_env:
+                self._start_workers()
+            return 200, {"workers": self.supervisor.describe() if self.supervisor else []}
         if method == "GET" and path == "/_local/schedules":
             return 200, {"schedules": self.scheduler.describe() if self.scheduler else []}
         fire = _FIRE.match(path)

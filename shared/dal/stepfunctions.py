@@ -146,7 +146,7 @@ class SfnWorkflows:
             existing = self._call(
                 "DescribeExecution", self.client.describe_execution, executionArn=arn
             )
-            if _decode(existing.get("input")) != json.loads(encoded_input):
+            if _canonical(_decode(existing.get("input"))) != _canonical(json.loads(encoded_input)):
                 raise JobExistsError(
                     f"execution {name} of {state_machine_arn} exists with another input",
                     details={"execution_arn": arn},
@@ -260,6 +260,11 @@ def _encode(value: Any, what: str) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise WorkflowError(f"the {what} is not JSON: {exc}") from exc
+
+
+def _canonical(value: Any) -> str:
+    """One JSON text per JSON value (key order aside), telling ``1`` from ``1.0`` and ``true``."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _decode(raw: Any) -> Any:

@@ -26,8 +26,10 @@ Writes and their cost:
 
 Reads: ``get_job`` / ``get_attempt`` one GetItem; ``attempts`` one Query of the job's
 partition for the sort keys that begin with ``ATTEMPT#`` (every page), as the range
-``ATTEMPT#`` .. ``ATTEMPT$``, sorted by start time, then attempt id. Every write sets ``expires_at`` (TTL, epoch seconds) to now +
-``retention_days``, like the runs. Storage failures are ``JobStoreError``.
+``ATTEMPT#`` .. ``ATTEMPT$``, sorted by start time, then attempt id.
+
+Every write sets ``expires_at`` (TTL, epoch seconds) to now + ``retention_days``, like the
+runs. Storage failures are ``JobStoreError``.
 """
 
 from __future__ import annotations
@@ -194,15 +196,16 @@ class DynamoJobStore:
         error: JobError | None,
         at: datetime,
     ) -> Job:
-        sets = {"status": status.value, "updated_at": _iso(at), "finished_at": _iso(at)}
+        sets: dict[str, Any] = {
+            "status": status.value,
+            "updated_at": _iso(at),
+            "finished_at": _iso(at),
+        }
         if output is not None:
-            sets["output"] = _encode(_ANY.dump_python(output, mode="json"), "the job's output")
-        update, names, values = _set_expression(sets, self._expires_at())
+            sets["output"] = _encode(_jsonable(output, "the job's output"), "the job's output")
         if error is not None:
-            names["#error"] = "error"
-            values[":error"] = error.model_dump(mode="json", exclude_none=True)
-            update += ", #error = :error"
-        names["#status"] = "status"
+            sets["error"] = error.model_dump(mode="json", exclude_none=True)
+        update, names, values = _set_expression(sets, self._expires_at())
         values[":running"] = JobStatus.RUNNING.value
         values[":awaiting"] = JobStatus.AWAITING_APPROVAL.value
         key = _job_key(job_id)
@@ -248,7 +251,7 @@ class DynamoJobStore:
         names["#pk"] = PK
         condition = "attribute_exists(#pk)"
         if expected_status is not None:
-            names["#status"] = "status"
+            names["#status"] = "status"  # the same placeholder as the patch's own status
             values[":expected"] = expected_status.value
             condition += " AND #status = :expected"
         key = _attempt_key(job_id, stage, attempt_id)
@@ -296,13 +299,21 @@ def _iso(at: datetime) -> str:
     return str(_ANY.dump_python(at, mode="json"))
 
 
+def _jsonable(value: Any, what: str) -> Any:
+    """``value`` as the models serialize it (datetimes as ISO strings, tuples as lists...)."""
+    try:
+        return _ANY.dump_python(value, mode="json")
+    except ValueError as exc:
+        raise JobStoreError(f"cannot store {what}: {exc}") from exc
+
+
 def _encode(value: Any, what: str) -> str:
     """A JSON-ready value as its JSON string, refused when too big for an item."""
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode("utf-8"))  # a lone surrogate fails here: DynamoDB refuses it
     except (TypeError, ValueError) as exc:
-        raise JobStoreError(f"{what} is not JSON: {exc}") from exc
-    size = len(text.encode("utf-8"))
+        raise JobStoreError(f"{what} cannot be stored as JSON: {exc}") from exc
     if size > MAX_JSON_BYTES:
         raise JobStoreError(
             f"{what} is {size} bytes of JSON; the job store keeps at most {MAX_JSON_BYTES}"
@@ -332,7 +343,11 @@ def _fields(model: BaseModel, json_fields: tuple[str, ...]) -> dict[str, Any]:
     """The model's non-None fields as item attributes (the free-form ones JSON-encoded)."""
     out: dict[str, Any] = {}
     name = type(model).__name__
-    for key, value in model.model_dump(mode="json").items():
+    try:
+        dumped = model.model_dump(mode="json")
+    except ValueError as exc:  # pydantic's serialization error (a value JSON cannot hold)
+        raise JobStoreError(f"cannot store the {name}: {exc}") from exc
+    for key, value in dumped.items():
         if value is None:
             continue
         out[key] = _encode(value, f"the {name}'s {key}") if key in json_fields else value
@@ -346,10 +361,10 @@ def _set_expression(
     names: dict[str, str] = {"#ttl": TTL_ATTRIBUTE}
     values: dict[str, Any] = {":ttl": expires_at}
     parts = ["#ttl = :ttl"]
-    for i, (attribute, value) in enumerate(sets.items()):
-        names[f"#f{i}"] = attribute
-        values[f":f{i}"] = value
-        parts.append(f"#f{i} = :f{i}")
+    for attribute, value in sets.items():  # model field names: safe in a placeholder
+        names[f"#{attribute}"] = attribute
+        values[f":{attribute}"] = value
+        parts.append(f"#{attribute} = :{attribute}")
     return "SET " + ", ".join(parts), names, values
 
 

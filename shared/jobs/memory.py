@@ -246,7 +246,7 @@ class MemoryWorkflows:
         value = _json_copy(input)
         arn = self.execution_arn(state_machine_arn, name)
         with self._lock:
-            if arn in self.executions and self.inputs.get(arn) != value:
+            if arn in self.executions and _canonical(self.inputs.get(arn)) != _canonical(value):
                 raise JobExistsError(f"execution {name} exists with another input")
             if arn not in self.executions:
                 self.inputs[arn] = value
@@ -304,6 +304,11 @@ class MemoryWorkflows:
             raise TaskTokenClosedError("the task token was already answered")
         if task_token in self.closed:
             raise TaskTokenClosedError("the task token is closed")
+
+
+def _canonical(value: Any) -> str:
+    """One JSON text per JSON value (key order aside), telling ``1`` from ``1.0`` and ``true``."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _json_copy(value: Any) -> Any:

@@ -10,7 +10,7 @@ from shared.agents.registry import AgentRegistry
 from shared.errors import PipelineError, UnknownPipelineError
 from shared.pipelines.definition import Pipeline
 
-BUILTIN_MODULES: tuple[str, ...] = ("agents.documents",)
+BUILTIN_MODULES: tuple[str, ...] = ("agents.documents", "agents.ops")
 
 
 class PipelineRegistry:

@@ -41,7 +41,7 @@ from shared.models.job import (
     StageAttempt,
     StageKind,
 )
-from tests.conformance.conftest import REGION, T0, Aws, Clock, JobBackend
+from tests.conformance.conftest import REGION, T0, Aws, Clock
 
 AT = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 LATER = AT + timedelta(minutes=5)
@@ -207,8 +207,10 @@ async def test_racing_finishes_one_end_stands(jobs: JobStore) -> None:
     )
     stored = await jobs.get_job("job_1")
     assert all(o == stored for o in outcomes), outcomes
-    assert (stored.status, stored.finished_at) in ends
-    assert stored.output == {"i": ends.index((stored.status, stored.finished_at))}
+    assert stored.finished_at is not None
+    end = (stored.status, stored.finished_at)
+    assert end in ends
+    assert stored.output == {"i": ends.index(end)}
 
 
 async def test_finish_an_unknown_job_raises_and_writes_nothing(jobs: JobStore) -> None:
@@ -616,9 +618,7 @@ async def test_dynamodb_refuses_json_too_big_for_an_item(aws: Aws, dynamo: Dynam
 
     # Step Functions' largest payload (256 KB) fits.
     payload = "y" * (256 * 1024 - 2)
-    updated = await dynamo.update_attempt(
-        "job_1", "extract", "run_1", AttemptPatch(output=payload)
-    )
+    updated = await dynamo.update_attempt("job_1", "extract", "run_1", AttemptPatch(output=payload))
     assert updated.output == payload
     await dynamo.put_attempt(attempt(attempt_id="run_2", data=payload))
     assert len(await dynamo.attempts("job_1")) == 2

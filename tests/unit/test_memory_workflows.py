@@ -18,8 +18,9 @@ async def test_start_is_idempotent_for_the_same_input() -> None:
     wf = MemoryWorkflows()
     assert await wf.start(SM, "job_1", {"doc": 1, "score": 0.5}) == ARN
     assert await wf.start(SM, "job_1", {"score": 0.5, "doc": 1}) == ARN
-    with pytest.raises(JobExistsError):
-        await wf.start(SM, "job_1", {"doc": 2})
+    for other in ({"doc": 2}, {"doc": 1.0, "score": 0.5}, {"doc": True, "score": 0.5}):
+        with pytest.raises(JobExistsError):
+            await wf.start(SM, "job_1", other)
     assert await wf.start(SM, "job_2", {"doc": 2}) == ARN.replace("job_1", "job_2")
     assert wf.starts == [
         (SM, "job_1", {"doc": 1, "score": 0.5}),
@@ -39,7 +40,11 @@ async def test_describe_a_started_execution_then_set_it() -> None:
 
     wf.set_execution(arn, ExecutionStatus.SUCCEEDED, output={"done": [1.5]})
     info = await wf.describe(arn)
-    assert (info.status, info.output, info.error) == (ExecutionStatus.SUCCEEDED, {"done": [1.5]}, None)
+    assert (info.status, info.output, info.error) == (
+        ExecutionStatus.SUCCEEDED,
+        {"done": [1.5]},
+        None,
+    )
     assert info.stopped_at is not None
     info.output["done"].append(2)  # a copy: the stored one stays
     assert (await wf.describe(arn)).output == {"done": [1.5]}
@@ -62,7 +67,11 @@ async def test_stop_aborts_a_running_execution_only() -> None:
     running = await wf.start(SM, "job_1", {})
     await wf.stop(running, error="Cancelled", cause="by the user")
     info = await wf.describe(running)
-    assert (info.status, info.error, info.cause) == (ExecutionStatus.ABORTED, "Cancelled", "by the user")
+    assert (info.status, info.error, info.cause) == (
+        ExecutionStatus.ABORTED,
+        "Cancelled",
+        "by the user",
+    )
     assert info.stopped_at is not None
 
     done = await wf.start(SM, "job_2", {})
@@ -108,7 +117,11 @@ async def test_closed_tokens_refuse_every_answer() -> None:
     wf = MemoryWorkflows()
     secret = "AQCEAAAAKgAAAAMAAAAAAAAAAe-secret-token"
     wf.close_token(secret)
-    for call in (wf.heartbeat(secret), wf.succeed(secret, {}), wf.fail(secret, error="E", cause="c")):
+    for call in (
+        wf.heartbeat(secret),
+        wf.succeed(secret, {}),
+        wf.fail(secret, error="E", cause="c"),
+    ):
         with pytest.raises(TaskTokenClosedError) as err:
             await call
         assert secret not in str(err.value)
