@@ -105,9 +105,7 @@ class MotoServer:
         self._server: BaseWSGIServer = make_server(
             host, port, self.router, threaded=True, request_handler=MotoRequestHandler
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="moto", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
     @property
     def port(self) -> int:

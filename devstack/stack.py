@@ -131,6 +131,7 @@ class LocalStack:
         functions = self._functions
         assert functions is not None
         assert self._moto is not None
+        assert self.topology is not None
         by_name = {
             deployed.resources[fn.logical_id][1]: fn
             for fn in self.topology.functions.values()

@@ -229,14 +229,20 @@ class SwitchyardStack(Stack):
         common = self.common_environment()
         runs_queue = {c.ENV_QUEUE_URL: self.queues.runs.queue_url}
 
+        self._check_environment_size()
+        pipelines = {c.ENV_PIPELINES: self.pipelines.arns_json()}
+
         api = self.api.function
-        api.add_environment({**common, **runs_queue, **self._secret_arns(model=True)})
+        api.add_environment({**common, **runs_queue, **pipelines, **self._secret_arns(model=True)})
         api.add_to_policy(
             self._table_items(ITEM_READ + ITEM_WRITE),
             self._index_query(),
             self._blobs(BLOB_READ + BLOB_WRITE),
             self._send("SendRuns", self.queues.runs),
             self._secrets(model=True),
+            *self._jobs(stop=True),
+            # The API answers approval gates (POST /v1/jobs/{id}/approval).
+            *self._state_machines("AnswerApprovals", TASK_ANSWER),
         )
 
         authorizer = self.auth.function
@@ -255,6 +261,7 @@ class SwitchyardStack(Stack):
         rules = self.settings.triggers_json()
         if rules:
             triggers_env[c.ENV_TRIGGERS] = rules
+        triggers_env.update(pipelines)
         for fn in (self.triggers.s3_function, self.triggers.schedule_function):
             fn.add_environment(triggers_env)
             fn.add_to_policy(
@@ -262,6 +269,7 @@ class SwitchyardStack(Stack):
                 self._blobs(BLOB_READ + BLOB_WRITE),
                 self._send("SendRuns", self.queues.runs),
                 self._secrets(model=inline),
+                *self._jobs(stop=False),
             )
 
         dlq = self.queues.dlq_function
@@ -279,13 +287,89 @@ class SwitchyardStack(Stack):
             self._secrets(model=False),
         )
 
-        for fn in (api, self.triggers.s3_function, self.triggers.schedule_function, dlq):
+        stage_fn = self.pipelines.function
+        stage_fn.add_environment(common)
+        inbox = self.triggers.inbox
+        stage_fn.add_to_policy(
+            self._table_items(ITEM_READ + ITEM_WRITE),
+            self._blobs(BLOB_READ + BLOB_WRITE),
+            allow("ReadInbox", BLOB_READ, [inbox.arn_for_objects("*")]),
+            allow("PublishToInbox", BLOB_WRITE, [inbox.arn_for_objects(f"{PUBLISHED_PREFIX}*")]),
+        )
+        inbox_arn = f"<{self._logical(inbox)}.Arn>"
+        acknowledge(
+            stage_fn.role,
+            f"IAM5[Resource::{inbox_arn}/*]",
+            "Function stages read the documents that land in the inbox bucket (any key a "
+            "trigger rule or a job names); reading is the only action on the whole bucket.",
+        )
+        acknowledge(
+            stage_fn.role,
+            f"IAM5[Resource::{inbox_arn}/{PUBLISHED_PREFIX}*]",
+            "Function stages publish their results under the inbox's published/ prefix, keyed "
+            "by the source document (unknown until the job runs); nothing else is writable.",
+        )
+
+        for fn in (api, self.triggers.s3_function, self.triggers.schedule_function, dlq, stage_fn):
             acknowledge(
                 fn.role,
                 f"IAM5[Resource::<{self._logical(self.storage.bucket)}.Arn>/blobs/*]",
                 "Overflow blobs are content-addressed (blobs/<sha256>): the key is unknown "
                 "until written, so the grant is on the blobs/ prefix, the narrowest there is.",
             )
+        for fn in (api, self.triggers.s3_function, self.triggers.schedule_function):
+            for name in self.pipelines.names.values():
+                acknowledge(
+                    fn.role,
+                    "IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+                    f"<AWS::AccountId>:execution:{name}:*]",
+                    "Executions are named per job when they start (the execution ARN is the "
+                    "state machine's name plus the job's), so the grant covers the executions "
+                    "of this one state machine, the narrowest there is.",
+                )
+
+    def _state_machines(self, sid: str, actions: tuple[str, ...]) -> list[iam.PolicyStatement]:
+        arns = list(self.pipelines.arns.values())
+        return [allow(sid, actions, arns)] if arns else []
+
+    def _jobs(self, *, stop: bool) -> list[iam.PolicyStatement]:
+        """Start jobs (and find the one an idempotent start already created); the API also
+        cancels them."""
+        executions = self.pipelines.execution_arns()
+        if not executions:
+            return []
+        actions = (
+            ("states:DescribeExecution", "states:StopExecution")
+            if stop
+            else ("states:DescribeExecution",)
+        )
+        return [
+            *self._state_machines("StartJobs", START_JOBS),
+            allow("ReadJobs", actions, executions),
+        ]
+
+    def _check_environment_size(self) -> None:
+        """The trigger functions carry the largest environment: the rules and the pipelines'
+        ARNs, besides about 1 KB of names and settings. Both are checked against Lambda's
+        4 KB as CloudFormation will resolve them (the ARNs are tokens here)."""
+        s = self.settings
+        rules = s.triggers_json()
+        pipelines = pipelines_env_bytes(s, list(self.pipelines.names))
+        budget = c.LAMBDA_ENV_LIMIT_BYTES - 1024
+        if len(rules) + pipelines > budget:
+            raise ConfigError(
+                f"the trigger rules ({len(rules)} bytes) and the pipelines' state machine ARNs "
+                f"(up to {pipelines} bytes) do not fit in the trigger functions' Lambda "
+                f"environment: keep them under {budget} bytes together"
+            )
+        known = self.pipelines.registry
+        rules_ = s.trigger_rules()
+        for rule in (*rules_.s3, *rules_.schedules):
+            if rule.pipeline is not None and rule.pipeline not in known:
+                raise ConfigError(
+                    f"triggers: rule {rule.name!r} names pipeline {rule.pipeline!r}, which no "
+                    f"module defines (known: {sorted(p.name for p in known)})"
+                )
 
     def _grant_worker(self) -> None:
         self.workers.grant_task(
@@ -297,6 +381,8 @@ class SwitchyardStack(Stack):
                 (*QUEUE_CONSUME, "sqs:SendMessage"),
                 [self.queues.runs.queue_arn],
             ),
+            # Agent stages: the worker answers (and heartbeats) the stage's task token.
+            *self._state_machines("AnswerStages", TASK_ANSWER + TASK_HEARTBEAT),
         )
         task_role = self.workers.task_definition.task_role
         acknowledge(
@@ -330,6 +416,7 @@ class SwitchyardStack(Stack):
             c.OUTPUT_ANTHROPIC_SECRET: self.storage.anthropic_secret.secret_arn,
             c.OUTPUT_WEBHOOK_SECRET: self.storage.webhook_secret.secret_arn,
         }
+        values[c.OUTPUT_PIPELINES] = self.pipelines.arns_json()
         if self.monitoring.dashboard is not None:
             values[c.OUTPUT_DASHBOARD] = self.monitoring.dashboard.dashboard_name
         for name, value in values.items():

@@ -219,8 +219,7 @@ class Pipelines(Construct):
     def execution_arns(self) -> list[str]:
         """Every execution of every state machine (DescribeExecution, StopExecution)."""
         return [
-            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:"
-            f"{name}:*"
+            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}:*"
             for name in self.names.values()
         ]
 

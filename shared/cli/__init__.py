@@ -1,7 +1,8 @@
 """The ``switchyard`` command line (``docs/cli.md``).
 
-- API commands (``runs``, ``agents``, ``jobs``, ``usage``) are HTTP clients of a local or a
-  deployed stack: ``--url``/``--api-key`` or ``SWITCHYARD_URL``/``SWITCHYARD_API_KEY``.
+- API commands (``runs``, ``agents``, ``jobs``, ``pipelines``, ``usage``) are HTTP clients of
+  a local or a deployed stack: ``--url``/``--api-key`` or
+  ``SWITCHYARD_URL``/``SWITCHYARD_API_KEY``.
 - Operator commands (``keys``, ``dlq``) act on the stack's AWS resources directly, found from
   its outputs document (``shared.cli.operator``).
 - ``dev`` runs the local stack (``devstack.cli``); ``tour`` runs the offline one-shot demo.
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.register(sub, api)
     agents.register(sub, api)
     jobs.register(sub, api)
+    jobs.register_pipelines(sub, api)
     usage.register(sub, api)
     keys.register(sub, output)
     dlq.register(sub, output)

@@ -43,6 +43,7 @@ from shared.models.job import (
     new_job_id,
 )
 from shared.models.run import RunStatus
+from shared.observability import get_logger
 from shared.pipelines.definition import (
     APPROVAL_REJECTED,
     AgentStage,
@@ -54,6 +55,8 @@ from shared.pipelines.definition import (
 from shared.pipelines.paths import merge
 
 CANCELLED_ERROR = "Cancelled"
+
+logger = get_logger("switchyard-jobs")
 
 
 def job_id_for(tenant: str, idempotency_key: str) -> str:
@@ -114,6 +117,10 @@ async def start_job(
                 details={"job_id": job_id},
             ) from None
         job, created = existing, False
+        if job.status.is_terminal:
+            # Never (re)start the execution of a job recorded as ended: one whose start
+            # failed would otherwise run while its job says failed.
+            return job, False
     execution_input = {
         "job_id": job.job_id,
         "tenant": job.tenant,
@@ -123,14 +130,27 @@ async def start_job(
     try:
         # Idempotent: the same name and input return the execution started before.
         await svc.workflows.start(machine, job.job_id, execution_input)
-    except WorkflowError as exc:
+    except (WorkflowError, JobExistsError) as exc:
+        # The tenant sees the job's error: a plain message (the AWS text names the account
+        # and the state machine); the detail goes to the log.
+        logger.warning(
+            "cannot start the job's execution",
+            extra={"job_id": job.job_id, "error_type": type(exc).__name__, "error": str(exc)},
+        )
         if created:
             await svc.jobs.finish_job(
                 job.job_id,
                 status=JobStatus.FAILED,
-                error=JobError(code="StartFailed", message=str(exc)),
+                error=JobError(code="StartFailed", message="the job's execution did not start"),
                 at=datetime.now(UTC),
             )
+        if isinstance(exc, JobExistsError):
+            # The name is taken by an execution with another input (a key reused after the
+            # job item expired, within Step Functions' 90 days of names).
+            raise ConflictError(
+                "Idempotency-Key was already used with a different request body",
+                details={"job_id": job.job_id},
+            ) from exc
         raise
     return job, created
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agents.documents import document_review
 from devstack.apigw import Gateway
 from shared.config import Settings
 from shared.errors import WorkflowError
@@ -53,8 +54,7 @@ two_gates = Pipeline(
 @pytest.fixture
 def svc() -> Services:
     """Memory services with document-review (and two-gates) deployed."""
-    registry = PipelineRegistry.from_modules(())
-    registry.add(two_gates)
+    registry = PipelineRegistry([document_review, two_gates])
     settings = Settings(pipeline_arns={"document-review": MACHINE, "two-gates": TWO_GATES_MACHINE})
     return build_services(settings, backend="memory", pipeline_registry=registry)
 
@@ -211,7 +211,9 @@ def test_an_unknown_pipeline_is_422_like_an_unknown_agent(gw: Gateway, acme: str
 
 
 def test_a_pipeline_this_stack_did_not_deploy_is_503(install: Any) -> None:
-    undeployed = build_services(Settings(), backend="memory")
+    undeployed = build_services(
+        Settings(), backend="memory", pipeline_registry=PipelineRegistry([document_review])
+    )
     gw: Gateway = install(undeployed)
     key = new_key(undeployed, "acme")
     error = assert_error(
@@ -232,11 +234,23 @@ class _RefusingWorkflows(MemoryWorkflows):
 def test_step_functions_trouble_is_503_and_says_nothing_of_it(install: Any, svc: Services) -> None:
     broken = dataclasses.replace(svc, workflows=_RefusingWorkflows())
     gw: Gateway = install(broken)
-    response = gw.post("/v1/jobs", json_body=START, key=new_key(broken, "acme"))
+    key = new_key(broken, "acme")
+    start_once = {"Idempotency-Key": "q3-start"}
+    response = gw.post("/v1/jobs", json_body=START, key=key, headers=start_once)
     error = assert_error(response, 503, "unavailable")
     assert set(error["details"]) == {"request_id"}
     assert response.headers["retry-after"] == "1"
     assert "arn:aws" not in response.body
+    # The job is recorded as failed to start; a retry with its key says so, and never
+    # starts an execution its job would not follow.
+    healed = dataclasses.replace(broken, workflows=MemoryWorkflows())
+    gw = install(healed)
+    again = gw.post("/v1/jobs", json_body=START, key=key, headers=start_once)
+    assert again.status == 200, again.body
+    job = again.json()
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "StartFailed"
+    assert workflows(healed).starts == []
 
 
 @pytest.mark.parametrize("value", ["a string", [1, 2], 3, None])

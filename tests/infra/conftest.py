@@ -48,6 +48,8 @@ MAIN_SETTINGS: dict[str, Any] = {
     },
 }
 
+SAMPLE_PIPELINES_MODULE = "tests.infra.sample_pipelines"
+
 # Everything the main variant leaves at its default, turned the other way.
 OTHER_SETTINGS: dict[str, Any] = {
     "stage": "prod",
@@ -55,7 +57,8 @@ OTHER_SETTINGS: dict[str, Any] = {
     "provider": "offline",
     "tracing": False,
     "lease_ttl_s": 60,
-    "agent_modules": ["acme.agents"],
+    # A user's module the synth imports: it adds a second pipeline (no agent stage).
+    "agent_modules": [SAMPLE_PIPELINES_MODULE],
     "extra_env": {"SWITCHYARD_WEBHOOK_ATTEMPTS": "3"},
     "functions": {
         "api": {"snap_start": True, "reserved_concurrency": 50},

@@ -40,8 +40,9 @@ HANDLERS = (
     c.S3_TRIGGER_HANDLER,
     c.SCHEDULE_HANDLER,
     c.DLQ_HANDLER,
+    c.PIPELINE_HANDLER,
 )
-DATA_PREFIXES = ("dynamodb:", "s3:", "sqs:", "secretsmanager:")
+DATA_PREFIXES = ("dynamodb:", "s3:", "sqs:", "secretsmanager:", "states:", "lambda:")
 
 
 # ---- storage -----------------------------------------------------------------------------------
@@ -223,6 +224,7 @@ def test_function_environments(main_synth: Synth) -> None:
         c.S3_TRIGGER_HANDLER: "trigger-s3",
         c.SCHEDULE_HANDLER: "trigger-schedule",
         c.DLQ_HANDLER: "dlq",
+        c.PIPELINE_HANDLER: "pipeline",
     }
     envs = {h: env_of(main_synth.function(h)[1]) for h in HANDLERS}
     for handler, env in envs.items():
@@ -251,6 +253,11 @@ def test_function_environments(main_synth: Synth) -> None:
     dlq_env = envs[c.DLQ_HANDLER]
     assert dlq_env[c.ENV_DLQ_URL] == {"Ref": queue_id(main_synth, "runs-dlq")}
     assert c.ENV_QUEUE_URL not in dlq_env
+    # The pipeline function runs function stages and opens gates: it neither queues nor
+    # starts jobs, and holds no secret.
+    pipeline_env = envs[c.PIPELINE_HANDLER]
+    assert pipeline_env[c.ENV_LEASE_TTL] == "30"
+    assert not {c.ENV_QUEUE_URL, c.ENV_PIPELINES, c.ENV_WEBHOOK_SECRET_ARN} & set(pipeline_env)
     # The trigger rules ride along, in the format the functions parse.
     from shared.logic.triggers import parse_triggers
 
@@ -549,11 +556,21 @@ def test_each_role_gets_exactly_the_actions_its_code_uses(main_synth: Synth) -> 
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
     mapping = {*consume, "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
     secret = {"secretsmanager:GetSecretValue"}
+    start_jobs = {"states:StartExecution", "states:DescribeExecution"}
+    answer = {"states:SendTaskSuccess", "states:SendTaskFailure"}
     expected = {
-        c.API_HANDLER: runtime | xray | items | blobs | {"sqs:SendMessage"} | secret,
+        c.API_HANDLER: runtime
+        | xray
+        | items
+        | blobs
+        | {"sqs:SendMessage"}
+        | secret
+        | start_jobs
+        | {"states:StopExecution"}
+        | answer,
         c.AUTHORIZER_HANDLER: runtime | xray | {"dynamodb:GetItem"},
         c.S3_TRIGGER_HANDLER: (
-            runtime | xray | items | blobs | {"sqs:SendMessage"} | secret | mapping
+            runtime | xray | items | blobs | {"sqs:SendMessage"} | secret | mapping | start_jobs
         ),
         # ... plus the on-failure destination's send grant (the trigger DLQ).
         c.SCHEDULE_HANDLER: runtime
@@ -561,14 +578,19 @@ def test_each_role_gets_exactly_the_actions_its_code_uses(main_synth: Synth) -> 
         | items
         | blobs
         | {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
-        | secret,
+        | secret
+        | start_jobs,
         c.DLQ_HANDLER: runtime | xray | items | blobs | {"sqs:SendMessage"} | secret | mapping,
+        # Function stages read the inbox and publish to it (s3:GetObject / s3:PutObject).
+        c.PIPELINE_HANDLER: runtime | xray | items | blobs,
     }
     for handler, actions in expected.items():
         assert allowed(main_synth, function_role(main_synth, handler)) == actions, handler
     _, task = main_synth.one("AWS::ECS::TaskDefinition")
     task_role = ref_id(task["TaskRoleArn"])
-    assert allowed(main_synth, task_role) == items | blobs | consume | {"sqs:SendMessage"}
+    assert allowed(main_synth, task_role) == (
+        items | blobs | consume | {"sqs:SendMessage"} | answer | {"states:SendTaskHeartbeat"}
+    )
 
 
 def test_nobody_deletes_or_scans_the_table(main_synth: Synth) -> None:
@@ -641,6 +663,7 @@ def test_alarms_notify_the_topic(main_synth: Synth) -> None:
             "S3TriggerFunctionErrors",
             "ScheduleFunctionErrors",
             "DlqFunctionErrors",
+            "PipelineFunctionErrors",
         )
     }
     assert set(named) == expected
@@ -688,7 +711,7 @@ def test_outputs(main_synth: Synth) -> None:
 
 def test_the_template_with_cdk_assertions(main_synth: Synth) -> None:
     template = Template.from_json(main_synth.template)
-    template.resource_count_is("AWS::Lambda::Function", 5)
+    template.resource_count_is("AWS::Lambda::Function", len(HANDLERS))
     template.has_resource_properties(
         "AWS::ECS::TaskDefinition",
         {

@@ -10,7 +10,15 @@ import subprocess
 import pytest
 
 from infra import constants as c
-from tests.infra.conftest import Synth, allowed, cfn_lint, env_of, function_role, ref_id
+from tests.infra.conftest import (
+    SAMPLE_PIPELINES_MODULE,
+    Synth,
+    allowed,
+    cfn_lint,
+    env_of,
+    function_role,
+    ref_id,
+)
 
 pytestmark = pytest.mark.slow  # a second synth (~3 s once node runs)
 
@@ -86,7 +94,7 @@ def test_the_offline_provider_gets_no_model_key(other_synth: Synth) -> None:
     assert [s["Name"] for s in container["Secrets"]] == [c.ENV_WEBHOOK_SECRET]
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert env[c.ENV_PROVIDER] == "offline"
-    assert env[c.ENV_AGENT_MODULES] == "acme.agents"
+    assert env[c.ENV_AGENT_MODULES] == SAMPLE_PIPELINES_MODULE
     assert env["SWITCHYARD_WEBHOOK_ATTEMPTS"] == "3"
     _, api = other_synth.function(c.API_HANDLER)
     api_env = env_of(api)

@@ -40,7 +40,7 @@ def test_agents_list_json_describes_every_example_agent(tmp_path: Path) -> None:
         done = switchyard(*args, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         agents = {a["name"]: a for a in json.loads(done.stdout)["agents"]}
-        assert set(agents) == {"ticket-triage", "researcher", "ops-assistant"}
+        assert set(agents) == {"ticket-triage", "researcher", "ops-assistant", "section-summarizer"}
         restart = next(
             t for t in agents["ops-assistant"]["tools"] if t["name"] == "restart_service"
         )

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -24,23 +25,30 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import functions.api.app as api_app
+import shared.cli.jobs as jobs_module
 import shared.cli.runs as runs_module
+from agents.documents import document_review
 from devstack.apigw import Gateway
 from devstack.gateway import LocalGateway
 from functions.api.app import set_services
 from functions.authorizer.handler import set_store
 from shared.cli import main
 from shared.config import Settings
-from shared.logic import service
+from shared.jobs.base import ExecutionStatus
+from shared.jobs.memory import MemoryWorkflows
+from shared.logic import jobs as job_logic
+from shared.logic import service, stages
 from shared.logic.service import Services
-from shared.models.api import ApprovalBody
+from shared.models.api import ApprovalBody, JobApprovalBody
+from shared.models.job import FunctionCall
 from shared.observability import get_logger
+from shared.pipelines.registry import PipelineRegistry
 from shared.wiring import build_services
 from tests.api.conftest import new_key, run_worker
 from tests.support.http_server import serving
 
 CLI_ENV = ("SWITCHYARD_URL", "SWITCHYARD_API_KEY", "SWITCHYARD_OUTPUTS")
-NOT_IMPLEMENTED = "switchyard: error: not_implemented: pipeline jobs: not implemented yet\n"
+MACHINE = "arn:aws:states:us-east-1:000000000000:stateMachine:switchyard-test-document-review"
 
 
 @dataclass
@@ -88,7 +96,11 @@ def api(gateway_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     """Fresh in-memory Services behind the gateway, the key of tenant acme in
     SWITCHYARD_API_KEY and the URL in SWITCHYARD_URL (tests that want flags or no key
     take them out)."""
-    svc = build_services(Settings(), backend="memory")
+    svc = build_services(
+        Settings(pipeline_arns={"document-review": MACHINE}),
+        backend="memory",
+        pipeline_registry=PipelineRegistry([document_review]),
+    )
     set_services(svc)
     set_store(svc.control)
     key = new_key(svc, "acme")
@@ -518,6 +530,7 @@ def test_agents_list_local_needs_no_server(
     assert {a["name"] for a in local.json()["agents"]} == {
         "ops-assistant",
         "researcher",
+        "section-summarizer",
         "ticket-triage",
     }
     remote = cli(capsys, "agents", "list")
@@ -525,22 +538,313 @@ def test_agents_list_local_needs_no_server(
     assert_one_line_error(remote.err, "cannot connect to http://127.0.0.1:1")
 
 
-def test_jobs_report_the_apis_501_in_one_line(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
-    for args in (
-        ("jobs", "start", "nightly", "--input", "x"),
-        ("jobs", "get", "job_1"),
-        ("jobs", "approve", "job_1", "--reject", "--comment", "no"),
-    ):
-        ran = cli(capsys, *args)
-        assert ran.code == 1, args
-        assert ran.out == ""
-        assert ran.err == NOT_IMPLEMENTED
-    done = cli_process(
-        "jobs", "get", "job_1", env={"SWITCHYARD_URL": api.url, "SWITCHYARD_API_KEY": api.key}
+# ---- jobs and pipelines -----------------------------------------------------------------------
+
+DOCUMENT = {"bucket": "docs", "key": "inbox/q3.md"}
+MARKDOWN = b"# Q3\nRevenue up.\n# Risks\nSupply chain.\n"
+
+
+class _Document:
+    """The StageContext the extract stage reads the document through."""
+
+    job_id = "job"
+    tenant = "acme"
+    pipeline = "document-review"
+    stage = "extract"
+    idempotency_key = "k"
+
+    def read_object(self, bucket: str, key: str) -> bytes:
+        return MARKDOWN
+
+    def write_object(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        raise AssertionError("extract writes nothing")
+
+
+def _workflows(api: Api) -> MemoryWorkflows:
+    assert isinstance(api.svc.workflows, MemoryWorkflows)
+    return api.svc.workflows
+
+
+def _call(job_id: str, stage: str, data: Any, **kwargs: Any) -> FunctionCall:
+    return FunctionCall(
+        job_id=job_id, tenant="acme", pipeline="document-review", stage=stage, data=data, **kwargs
     )
+
+
+def _extract(api: Api, job_id: str, data: Any = DOCUMENT) -> None:
+    call = _call(job_id, "extract", data)
+    asyncio.run(stages.run_function_stage(api.svc, call, lambda attempt_id: _Document()))
+
+
+def _open_gate(api: Api, job_id: str, token: str = "tok-1") -> None:
+    data = {**DOCUMENT, "summaries": ["Revenue rose.", "Supply is tight."]}
+    call = _call(job_id, "review", data, action="gate", task_token=token)
+    asyncio.run(stages.open_gate(api.svc, call))
+
+
+def _end(api: Api, job_id: str, status: ExecutionStatus, **kwargs: Any) -> None:
+    arn = asyncio.run(api.svc.jobs.get_job(job_id)).execution_arn
+    _workflows(api).set_execution(arn, status, **kwargs)
+
+
+def start_job(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    ran = cli(capsys, "jobs", "start", "document-review", "--json", *args)
+    assert ran.code == 0, ran.err
+    return str(ran.json()["job_id"])
+
+
+def test_jobs_start_shows_the_job_and_how_to_follow_it(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("--input-json", json.dumps(DOCUMENT), "--metadata", '{"ticket": "T-1"}')
+    key = ("--idempotency-key", "q3")
+    ran = cli(capsys, "jobs", "start", "document-review", *args, *key)
+    assert ran.code == 0, ran.err
+    head, *rest = ran.lines()
+    job_id = head.split()[0]
+    assert head == f"{job_id}  running  (document-review)"
+    assert rest[0] == "  cost      $0.0000"
+    assert '  metadata  {"ticket":"T-1"}' in rest
+    table = rest[rest.index("  stages") + 1 :][:5]
+    assert table[0].split() == ["STAGE", "KIND", "STATUS", "RUNS", "COST"]
+    assert [row.split()[:3] for row in table[1:]] == [
+        ["extract", "function", "pending"],
+        ["summarize-section", "agent", "pending"],
+        ["review", "approval", "pending"],
+        ["publish", "function", "pending"],
+    ]
+    assert rest[-1] == f"follow it: switchyard jobs watch {job_id}"
+    again = cli(capsys, "jobs", "start", "document-review", *args, *key)
+    assert again.lines()[0] == f"{job_id}  running  (document-review)  (replayed)"
+    ((_machine, name, execution_input),) = {
+        (m, n, json.dumps(i)) for m, n, i in _workflows(api).starts
+    }
+    assert name == job_id
+    assert json.loads(execution_input)["input"] == DOCUMENT
+
+
+def test_jobs_start_refuses_an_input_that_is_not_an_object_before_any_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = ("--url", "http://127.0.0.1:1")  # nothing listens there
+    ran = cli(capsys, "jobs", "start", "document-review", "--input-json", "[1]", *url)
+    assert ran.code == 1
+    assert_one_line_error(ran.err, "--input-json must be a JSON object")
+    bad = cli(capsys, "jobs", "watch", "job_1", "--interval", "0", *url)
+    assert bad.code == 2  # argparse: --interval out of bounds
+
+
+def test_jobs_get_shows_stages_the_pending_gate_and_the_command_to_decide_it(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = start_job(capsys, "--input-json", json.dumps(DOCUMENT))
+    _extract(api, job_id)
+    _open_gate(api, job_id)
+    ran = cli(capsys, "jobs", "get", job_id)
+    assert ran.code == 0, ran.err
+    lines = ran.lines()
+    assert lines[0] == f"{job_id}  awaiting_approval  (document-review)"
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith("    ")}
+    assert rows["extract"][:4] == ["extract", "function", "succeeded", "-"]
+    assert rows["review"][:3] == ["review", "approval", "awaiting_approval"]
+    assert "  awaits approval at review: Publish these section summaries?" in lines
+    assert lines[-1] == (
+        f"  decide: switchyard jobs approve {job_id}  (or --reject; --comment TEXT)"
+    )
+    assert "tok-1" not in ran.out
+    as_json = cli(capsys, "jobs", "get", job_id, "--json").json()
+    assert as_json["pending_approvals"][0]["stage"] == "review"
+
+
+def test_jobs_approve_answers_the_gate_and_a_second_decision_is_one_line(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = start_job(capsys, "--input-json", json.dumps(DOCUMENT))
+    _open_gate(api, job_id)
+    ran = cli(capsys, "jobs", "approve", job_id, "--stage", "review", "--comment", "ship it")
+    assert ran.code == 0, ran.err
+    assert ran.lines()[0] == f"approved at review: {job_id}"
+    assert ran.lines()[1] == f"{job_id}  running  (document-review)"
+    assert ran.lines()[-1] == f"follow it: switchyard jobs watch {job_id}"
+    kind, data = _workflows(api).answers["tok-1"]
+    assert kind == "success"
+    assert data["review"]["comment"] == "ship it"
+    twice = cli(capsys, "jobs", "approve", job_id, "--reject")
+    assert twice.code == 1
+    assert twice.out == ""
+    assert_one_line_error(twice.err, f"invalid_state: job {job_id} has no pending approval")
+
+
+def test_jobs_reject_fails_the_gate(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    job_id = start_job(capsys, "--input-json", json.dumps(DOCUMENT))
+    _open_gate(api, job_id)
+    body = cli(capsys, "jobs", "approve", job_id, "--reject", "--comment", "no", "--json").json()
+    assert body["job_id"] == job_id
+    assert _workflows(api).answers["tok-1"] == (
+        "failure",
+        {"error": "ApprovalRejected", "cause": "no"},
+    )
+
+
+def test_jobs_cancel_then_a_second_cancel_is_one_line(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = start_job(capsys, "--input-json", json.dumps(DOCUMENT))
+    ran = cli(capsys, "jobs", "cancel", job_id)
+    assert ran.code == 0, ran.err
+    assert ran.lines()[:2] == [f"cancelled: {job_id}", f"{job_id}  cancelled  (document-review)"]
+    assert "  error     Cancelled: cancelled through the API" in ran.lines()
+    assert len(_workflows(api).stops) == 1
+    again = cli(capsys, "jobs", "cancel", job_id)
+    assert again.code == 1
+    assert_one_line_error(again.err, f"invalid_state: job {job_id} already cancelled")
+
+
+class _Clock:
+    """``time`` for ``jobs watch``: sleeping advances a fake clock and runs the next step of
+    the script (what the platform does meanwhile)."""
+
+    def __init__(self, *steps: Any) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        self.steps = list(steps)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.steps:
+            self.steps.pop(0)()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    strftime = staticmethod(time.strftime)
+    gmtime = staticmethod(time.gmtime)
+
+
+def _watching(monkeypatch: pytest.MonkeyPatch, *steps: Any) -> _Clock:
+    clock = _Clock(*steps)
+    monkeypatch.setattr(jobs_module, "time", clock)
+    return clock
+
+
+def _untimed(lines: list[str]) -> list[str]:
+    """The lines with their leading HH:MM:SS taken off."""
+    return [line[10:] if line[:8].count(":") == 2 else line for line in lines]
+
+
+def test_jobs_watch_prints_each_stage_change_and_the_approval_hint(
+    api: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = start_job(capsys, "--input-json", json.dumps(DOCUMENT))
+    output = {"published": {"bucket": "docs", "key": "published/inbox/q3.md.summary.json"}}
+
+    def approve() -> None:
+        body = JobApprovalBody(decision="approve")
+        asyncio.run(job_logic.decide_job_approval(api.svc, "acme", job_id, body))
+
+    clock = _watching(
+        monkeypatch,
+        lambda: _extract(api, job_id),
+        lambda: None,  # nothing changes: the poll backs off
+        lambda: _open_gate(api, job_id),
+        approve,
+        lambda: _end(api, job_id, ExecutionStatus.SUCCEEDED, output=output),
+    )
+    ran = cli(capsys, "jobs", "watch", job_id)
+    assert ran.code == 0, ran.err
+    assert ran.err == ""
+    lines = _untimed(ran.lines())
+    assert lines[0] == f"watching {job_id}  running  (document-review); Ctrl-C stops"
+    assert [line.split() for line in lines[1:3]] == [
+        ["extract", "succeeded"],
+        ["review", "awaiting_approval"],
+    ]
+    assert lines[3] == "awaits approval at review: Publish these section summaries?"
+    assert lines[4] == f"decide: switchyard jobs approve {job_id}  (or --reject; --comment TEXT)"
+    assert lines[5].split() == ["review", "succeeded"]
+    assert lines[6] == "succeeded: $0.0000"
+    assert json.loads("\n".join(lines[7:])) == output
+    assert clock.slept == [1.0, 1.0, 1.5, 1.0, 1.0]
+
+
+def test_jobs_watch_of_a_failed_job_exits_1_with_the_stage_and_its_cause(
+    api: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = start_job(capsys, "--input-json", '{"bucket": "docs"}')
+
+    def fail() -> None:
+        with pytest.raises(stages.StageFailed):
+            _extract(api, job_id, {"bucket": "docs"})
+        _end(api, job_id, ExecutionStatus.FAILED, error="StageFailed")
+
+    _watching(monkeypatch, fail)
+    ran = cli(capsys, "jobs", "watch", job_id)
+    assert ran.code == 1
+    lines = _untimed(ran.lines())
+    assert lines[1].split()[:2] == ["extract", "failed"]
+    assert "DocumentError: the job input needs the document's bucket and key" in lines[1]
+    assert lines[-1] == "failed: $0.0000"
+    assert_one_line_error(
+        ran.err,
+        f"job {job_id} failed: StageFailed at extract: DocumentError: the job input needs",
+    )
+
+
+def test_jobs_watch_json_and_timeout(
+    api: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = start_job(capsys, "--input-json", json.dumps(DOCUMENT))
+    clock = _watching(monkeypatch, lambda: _extract(api, job_id))
+    ran = cli(capsys, "jobs", "watch", job_id, "--timeout", "30", "--json")
+    assert ran.code == 1
+    views = [json.loads(line) for line in ran.lines()]
+    assert [v["stages"][0]["status"] for v in views] == ["pending", "succeeded"]
+    assert_one_line_error(ran.err, f"job {job_id} is still running after 30 s")
+    # Nothing moved after the extract: the interval grew, never past the bound.
+    assert clock.slept[:3] == [1.0, 1.0, 1.5]
+    assert max(clock.slept) <= jobs_module.MAX_INTERVAL_S
+    assert sum(clock.slept) == pytest.approx(30)
+
+
+def test_jobs_start_watch_and_a_cancelled_job(
+    api: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cancel() -> None:
+        (job_id,) = [name for _m, name, _i in _workflows(api).starts]
+        asyncio.run(job_logic.cancel_job(api.svc, "acme", job_id))
+
+    _watching(monkeypatch, cancel)
+    ran = cli(capsys, "jobs", "start", "document-review", "--input-json", "{}", "--watch")
+    assert ran.code == 1
+    job_id = ran.lines()[0].split()[0]
+    assert ran.lines()[0] == f"{job_id}  running  (document-review)"
+    assert _untimed(ran.lines())[-1] == "cancelled: $0.0000"
+    assert_one_line_error(ran.err, f"job {job_id} cancelled: Cancelled: cancelled through")
+
+
+def test_pipelines_lists_the_apis_pipelines(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    ran = cli(capsys, "pipelines")
+    assert ran.code == 0, ran.err
+    assert ran.lines() == [
+        "document-review  (deployed)",
+        "  Summarise a document section by section; publish after a human approves.",
+        "  stages: extract -> summarize[map: summarize-section(agent)] -> review(approval)"
+        " -> publish",
+    ]
+    listed = cli(capsys, "pipelines", "list", "--json").json()
+    assert [p["name"] for p in listed["pipelines"]] == ["document-review"]
+
+
+def test_job_errors_are_one_line_as_a_user_sees_them(api: Api) -> None:
+    env = {"SWITCHYARD_URL": api.url, "SWITCHYARD_API_KEY": api.key}
+    done = cli_process("jobs", "get", "job_NOPE", env=env)
     assert done.returncode == 1
-    assert done.stderr == NOT_IMPLEMENTED
     assert done.stdout == ""
+    assert done.stderr == "switchyard: error: not_found: job job_NOPE not found\n"
+    unknown = cli_process("jobs", "start", "nightly", env=env)
+    assert unknown.returncode == 1
+    assert_one_line_error(unknown.stderr, "unknown_pipeline: unknown pipeline 'nightly'")
 
 
 @dataclass
@@ -671,10 +975,17 @@ def test_usage_error_is_one_line(recorder: Recorder, capsys: pytest.CaptureFixtu
 
 
 def test_jobs_send_the_documented_requests(
-    recorder: Recorder, capsys: pytest.CaptureFixture[str]
+    recorder: Recorder, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = {"job_id": "job_1", "status": "running", "pipeline": "nightly", "stage": "summarise"}
-    recorder.answers += [(202, job), (200, {**job, "status": "awaiting_approval"}), (202, job)]
+    job = {"job_id": "job_1", "status": "running", "pipeline": "nightly"}
+    recorder.answers += [
+        (201, job),
+        (200, {**job, "status": "awaiting_approval"}),
+        (202, job),
+        (200, {**job, "status": "cancelled"}),
+        (503, {"message": "Service Unavailable"}),  # a passing gateway error: polled again
+        (200, {**job, "status": "succeeded", "output": "done"}),
+    ]
     url = ("--url", recorder.url)
     started = cli(
         capsys,
@@ -683,6 +994,8 @@ def test_jobs_send_the_documented_requests(
         "nightly",
         "--input-json",
         '{"day": 1}',
+        "--metadata",
+        '{"team": "ops"}',
         "--idempotency-key",
         "n-1",
         *url,
@@ -691,15 +1004,34 @@ def test_jobs_send_the_documented_requests(
     assert started.lines()[0] == "job_1  running  (nightly)"
     shown = cli(capsys, "jobs", "get", "job_1", "--json", *url)
     assert shown.json()["status"] == "awaiting_approval"
-    approved = cli(capsys, "jobs", "approve", "job_1", "--reject", "--comment", "not today", *url)
-    assert approved.lines()[0] == "rejected: job_1"
-    start, get, approve = recorder.requests
+    approved = cli(
+        capsys,
+        "jobs",
+        "approve",
+        "job_1",
+        "--reject",
+        "--comment",
+        "not today",
+        "--stage",
+        "legal",
+        *url,
+    )
+    assert approved.lines()[0] == "rejected at legal: job_1"
+    cancelled = cli(capsys, "jobs", "cancel", "job_1", "--json", *url)
+    assert cancelled.json()["status"] == "cancelled"
+    clock = _watching(monkeypatch)
+    watched = cli(capsys, "jobs", "watch", "job_1", *url)
+    assert watched.code == 0, watched.err
+    assert clock.slept == [1]  # the retry's backoff
+    start, get, approve, cancel, *polls = recorder.requests
     assert (start.method, start.path) == ("POST", "/v1/jobs")
-    assert start.body == {"pipeline": "nightly", "input": {"day": 1}}
+    assert start.body == {"pipeline": "nightly", "input": {"day": 1}, "metadata": {"team": "ops"}}
     assert start.headers["idempotency-key"] == "n-1"
     assert (get.method, get.path) == ("GET", "/v1/jobs/job_1")
     assert (approve.method, approve.path) == ("POST", "/v1/jobs/job_1/approval")
-    assert approve.body == {"decision": "reject", "comment": "not today"}
+    assert approve.body == {"decision": "reject", "comment": "not today", "stage": "legal"}
+    assert (cancel.method, cancel.path, cancel.body) == ("POST", "/v1/jobs/job_1/cancel", None)
+    assert [(p.method, p.path) for p in polls] == [("GET", "/v1/jobs/job_1")] * 2
 
 
 def test_tail_long_polls_and_rides_out_a_gateway_timeout(
@@ -792,5 +1124,5 @@ def test_flags_win_over_the_environment_in_either_position(
 def test_help_works_as_a_module() -> None:
     done = cli_process("--help")
     assert done.returncode == 0
-    for command in ("runs", "agents", "jobs", "usage", "keys", "dlq", "dev", "tour"):
+    for command in ("runs", "agents", "jobs", "pipelines", "usage", "keys", "dlq", "dev", "tour"):
         assert f"    {command} " in done.stdout
