@@ -36,7 +36,8 @@ worker task       table items read/write, by_tenant query, blobs read/write, rec
                   agent stages' tokens on the state machines (its execution role reads the
                   two secrets ECS injects)
 pipeline function table items read/write, blobs read/write, GetObject on the inbox bucket's
-                  objects, PutObject under its ``published/`` prefix only
+                  objects (and on the objects of outside buckets whose trigger rules start
+                  a pipeline), PutObject under the inbox's ``published/`` prefix only
 state machines    send to the runs queue (agent stages), invoke the pipeline function's
                   ``live`` alias (function stages, approval gates); log delivery and X-Ray
 ================  ==========================================================================
@@ -296,6 +297,23 @@ class SwitchyardStack(Stack):
             allow("ReadInbox", BLOB_READ, [inbox.arn_for_objects("*")]),
             allow("PublishToInbox", BLOB_WRITE, [inbox.arn_for_objects(f"{PUBLISHED_PREFIX}*")]),
         )
+        # Documents a pipeline rule's notification names in a bucket outside the stack.
+        external = self._external_pipeline_buckets()
+        if external:
+            stage_fn.add_to_policy(
+                allow(
+                    "ReadTriggerBuckets",
+                    BLOB_READ,
+                    [f"arn:{Aws.PARTITION}:s3:::{bucket}/*" for bucket in external],
+                )
+            )
+        for bucket in external:
+            acknowledge(
+                stage_fn.role,
+                f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
+                f"A trigger rule starts a pipeline on objects created in {bucket} (outside the "
+                "stack): its function stages read those objects, by keys known only then.",
+            )
         inbox_arn = f"<{self._logical(inbox)}.Arn>"
         acknowledge(
             stage_fn.role,
@@ -327,6 +345,19 @@ class SwitchyardStack(Stack):
                     "state machine's name plus the job's), so the grant covers the executions "
                     "of this one state machine, the narrowest there is.",
                 )
+
+    def _external_pipeline_buckets(self) -> list[str]:
+        """Buckets outside the stack whose objects start a pipeline (by a trigger rule)."""
+        s = self.settings
+        return sorted(
+            {
+                r.bucket
+                for r in s.trigger_rules().s3
+                if r.pipeline is not None
+                and r.bucket is not None
+                and r.bucket != s.inbox_bucket_name
+            }
+        )
 
     def _state_machines(self, sid: str, actions: tuple[str, ...]) -> list[iam.PolicyStatement]:
         arns = list(self.pipelines.arns.values())

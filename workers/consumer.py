@@ -57,6 +57,7 @@ from shared.logic.stages import (
     heartbeat_stage,
     report_stage,
 )
+from shared.models.job import AttemptStatus
 from shared.models.run import Lease, Run, RunStatus
 from shared.observability import bind_run, count, get_logger, milliseconds, new_metrics
 from shared.queue.base import QueueMessage
@@ -499,6 +500,15 @@ class Consumer:
             return
         self._token_beats[body.run_id] = now
         if await heartbeat_stage(self.svc, body.task_token):
+            return
+        attempt = await self.svc.jobs.get_attempt(body.stage.job_id, body.stage.stage, body.run_id)
+        if (
+            attempt is None
+            or attempt.task_token != body.task_token
+            or attempt.status is not AttemptStatus.RUNNING
+        ):
+            # The run paused and its stage waits on a newer token (this is a stale copy of
+            # the dispatch executing the approved run): not a reason to stop it.
             return
         self.logger.warning(
             "the job no longer waits for this stage run: cancelling it",

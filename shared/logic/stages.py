@@ -84,7 +84,13 @@ async def begin_stage_run(svc: Services, message: RunMessage) -> Run | None:
     token = message.task_token
     if dispatch is None or token is None:
         raise PipelineError("not a stage dispatch")
-    stage = _stage(svc, dispatch.pipeline, dispatch.stage, AgentStage)
+    try:
+        stage = _stage(svc, dispatch.pipeline, dispatch.stage, AgentStage)
+    except PipelineError as exc:
+        # This deployment does not know the stage (a definition changed under a running
+        # job): fail it now rather than let the message wander to the DLQ.
+        await _close(svc, token, str(exc))
+        return None
     attempt = StageAttempt(
         job_id=dispatch.job_id,
         stage=dispatch.stage,

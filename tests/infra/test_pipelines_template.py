@@ -540,17 +540,22 @@ def test_the_state_machines_deploy_into_moto_with_the_compiled_definition(
 # ---- stack-level checks (the stack is built, not synthesized) ------------------------------------
 
 
-def build_stack(raw: Mapping[str, Any], tmp_path: Path) -> None:
+def build_stack(raw: Mapping[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The stack built with ``raw`` settings, then its template (no cdk-nag)."""
+    from aws_cdk.assertions import Template
+
     from infra.app import build_app
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SWITCHYARD_BUILD_DIR", str(tmp_path / "build"))
-        build_app(
+        _, stack = build_app(
             context={"switchyard:bundle": "skip"},
             outdir=str(tmp_path / "cdk.out"),
             settings=StackSettings.from_mapping(raw),
             nag=False,
         )
+        template: dict[str, Any] = Template.from_stack(stack).to_json()
+    return template
 
 
 @pytest.mark.slow
@@ -572,3 +577,35 @@ def test_rules_and_pipeline_arns_must_fit_the_trigger_functions_environment(
     assert len(settings.triggers_json()) <= c.LAMBDA_ENV_LIMIT_BYTES - 1024  # valid alone
     with pytest.raises(ConfigError, match="do not fit"):
         build_stack({"triggers": rules(2850)}, tmp_path)
+
+
+@pytest.mark.slow
+def test_function_stages_may_read_outside_buckets_whose_rules_start_a_pipeline(
+    tmp_path: Path,
+) -> None:
+    rules = {
+        "s3": [
+            {"name": "partner-docs", "bucket": "partner-docs", "pipeline": "document-review"},
+            {"name": "partner-runs", "bucket": "agents-only", "agent": "researcher"},
+        ]
+    }
+    template = build_stack({"triggers": rules}, tmp_path)
+    resources = template["Resources"]
+    (fn_role,) = [
+        ref_id(r["Properties"]["Role"])
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Function"
+        and r["Properties"].get("Handler") == c.PIPELINE_HANDLER
+    ]
+    statements = [
+        s
+        for r in resources.values()
+        if r["Type"] == "AWS::IAM::Policy" and {"Ref": fn_role} in r["Properties"]["Roles"]
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (outside,) = [s for s in statements if s.get("Sid") == "ReadTriggerBuckets"]
+    assert actions_of(outside) == ["s3:GetObject"]
+    assert resources_of(outside) == [
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::partner-docs/*"]]}
+    ]
+    assert "agents-only" not in json.dumps(statements)
