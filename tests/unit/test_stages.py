@@ -244,9 +244,13 @@ async def test_an_input_path_with_nothing_there_fails_the_token(svc: Services) -
 async def test_begin_refuses_what_is_not_an_agent_stage_dispatch(svc: Services) -> None:
     with pytest.raises(PipelineError, match="not a stage dispatch"):
         await begin_stage_run(svc, RunMessage(run_id="run_x"))
+    # A stage this deployment does not run as an agent stage: its token fails at once.
     body = dispatch("tok-1", pipeline="incident-response", stage="file-note")
-    with pytest.raises(PipelineError, match="is not a AgentStage"):
-        await begin_stage_run(svc, body)
+    assert await begin_stage_run(svc, body) is None
+    kind, answer = workflows(svc).answers["tok-1"]
+    assert kind == "failure"
+    assert answer["error"] == "StageFailed"
+    assert "is not a AgentStage" in answer["cause"]
 
 
 # ---- report_stage ----------------------------------------------------------------------------
