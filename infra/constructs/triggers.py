@@ -219,7 +219,7 @@ class Triggers(Construct):
                 f"Schedule-{rule.name}",
                 name=rule.name,
                 group_name=self.schedule_group.name,
-                description=f"Switchyard trigger rule {rule.name} (agent {rule.agent_name})",
+                description=f"Switchyard trigger rule {rule.name} ({rule.target})",
                 schedule_expression=rule.expression,
                 schedule_expression_timezone="UTC",
                 flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),

@@ -279,9 +279,47 @@ def register_moto_models() -> None:
     # Moto's Version model has no attributes; the alias reads ``Fn::GetAtt [V, Version]``.
     if not hasattr(LambdaVersion, "get_cfn_attribute"):
         LambdaVersion.get_cfn_attribute = version_attribute  # type: ignore[attr-defined]
+    _state_machines_in_the_executing_backend()
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
     _MODELS_REGISTERED = True
+
+
+def _state_machines_in_the_executing_backend() -> None:
+    """Moto's CloudFormation creates ``AWS::StepFunctions::StateMachine`` in its plain Step
+    Functions backend, but with ``execute_state_machine`` on, the API (and the interpreter)
+    use another one: create (and delete) template state machines where the API will look."""
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.responses import get_backend
+
+    def create(
+        cls: type[StateMachine],
+        /,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        props = cloudformation_json["Properties"]
+        return get_backend(account_id, region_name).create_state_machine(
+            props.get("StateMachineName", resource_name),
+            props.get("DefinitionString", ""),
+            props.get("RoleArn", ""),
+        )
+
+    def delete(
+        cls: type[StateMachine],
+        /,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        get_backend(account_id, region_name).delete_state_machine(resource_name)
+
+    StateMachine.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment]
+    StateMachine.delete_from_cloudformation_json = classmethod(delete)  # type: ignore[assignment]
 
 
 def reset_moto(endpoint_url: str) -> None:
@@ -835,13 +873,20 @@ _SETTINGS_OUTPUTS = {
 
 
 def template_key(stack_settings: Mapping[str, Any] | None = None) -> str:
-    """What a synthesized assembly depends on: every file under ``infra/``, ``cdk.json``, the
-    installed CDK library and the stack settings."""
+    """What a synthesized assembly depends on: every file under ``infra/`` and of what it
+    compiles (pipelines, agents, trigger rules), ``cdk.json``, the installed CDK library and
+    the stack settings."""
     from importlib.metadata import version
 
     digest = hashlib.sha256(version("aws-cdk-lib").encode())
+    # The template also compiles the pipelines (and checks agents and trigger rules).
+    sources = [_ROOT / "infra", _ROOT / "agents", _ROOT / "shared" / "pipelines"]
+    sources += [_ROOT / "shared" / "agents", _ROOT / "shared" / "logic" / "triggers.py"]
     files = sorted(
-        p for p in (_ROOT / "infra").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        p
+        for source in sources
+        for p in ([source] if source.is_file() else source.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
     )
     for path in [*files, _ROOT / "cdk.json"]:
         if path.exists():

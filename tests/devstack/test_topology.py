@@ -24,6 +24,7 @@ HANDLERS = {
     "functions.triggers.s3.handler",
     "functions.triggers.schedule.handler",
     "functions.dlq.handler.handler",
+    "functions.pipeline.handler.handler",
 }
 
 

@@ -92,11 +92,11 @@ def job_of_document(dev: DevStack, key: str) -> str:
     def probe() -> str | None:
         for item in dev.ok("GET", "/v1/runs?agent=section-summarizer&limit=50")["runs"]:
             run = dev.ok("GET", f"/v1/runs/{item['run_id']}")
-            job = run.get("job") or {}
-            if job.get("job_id"):
-                detail = dev.ok("GET", f"/v1/jobs/{job['job_id']}")
+            job_id = run["metadata"].get("job_id")
+            if job_id:
+                detail = dev.ok("GET", f"/v1/jobs/{job_id}")
                 if detail["input"].get("key") == key:
-                    return str(job["job_id"])
+                    return str(job_id)
         return None
 
     return str(wait_for(f"the job of {key}", probe))

@@ -554,7 +554,7 @@ def build_stack(raw: Mapping[str, Any], tmp_path: Path) -> dict[str, Any]:
             settings=StackSettings.from_mapping(raw),
             nag=False,
         )
-        template: dict[str, Any] = Template.from_stack(stack).to_json()
+        template = dict(Template.from_stack(stack).to_json())
     return template
 
 
