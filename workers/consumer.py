@@ -278,6 +278,10 @@ class Consumer:
     async def handle(self, message: QueueMessage) -> Outcome:
         """Execute the message's run and ack it (or not) according to the outcome."""
         run_id = message.body.run_id
+        if message.body.resume:
+            # Never a duplicate of an executing copy: the new token must reach the attempt,
+            # even while the run's pause is still being acknowledged here.
+            return await self._attach(Delivery(message))
         current = self._in_flight.get(run_id)
         if current is not None:
             return await self._while_executing(current, message)
@@ -315,8 +319,6 @@ class Consumer:
     async def _execute(self, delivery: Delivery) -> Outcome:
         message = delivery.message
         run_id = message.body.run_id
-        if message.body.resume:
-            return await self._attach(delivery)
         try:
             run = await self._stage_run(message) or await self.svc.journal.get_run(run_id)
         except RunNotFoundError:

@@ -358,3 +358,27 @@ async def test_a_redelivered_dispatch_of_an_approved_stage_run_does_not_cancel_i
         "success",
         {"done": {**INCIDENT, "remediation": finished.output}},
     )
+
+
+async def test_a_resume_message_is_attached_even_while_its_run_is_in_flight_here(
+    harness: StageHarness,
+) -> None:
+    """Step Functions sends the resume token as soon as the pause is answered, which can be
+    before this worker has acknowledged the paused run's own message: the resume message
+    must not be taken for a duplicate of the executing copy."""
+    from workers.consumer import Delivery
+
+    h = harness
+    message = await h.dispatch(
+        "tok-1", pipeline="incident-response", stage="remediate", data=INCIDENT
+    )
+    run = await begin_stage_run(h.svc, message)
+    assert run is not None
+    consumer = Consumer(h.svc, ConsumerOptions(receive_wait_s=0.05))
+    (received,) = await h.queue.receive(max_messages=1, wait_s=0.1)
+    consumer._in_flight[run.run_id] = Delivery(received)  # its execution is not acked yet
+    await h.queue.send(RunMessage(run_id=run.run_id, task_token="tok-2", resume=True))
+    (resume,) = await h.queue.receive(max_messages=1, wait_s=0.1)
+
+    assert await consumer.handle(resume) is Outcome.ATTACHED
+    assert (await h.attempt("remediate", run.run_id)).task_token == "tok-2"
