@@ -10,10 +10,12 @@ import pytest
 import functions.triggers as trigger_functions
 from functions import run_sync
 from functions.triggers.schedule import handler, parse_event
+from shared.config import Settings
 from shared.errors import NotFoundError, ValidationFailedError
 from shared.logic.service import Services
 from shared.logic.triggers import TriggerRules, start_from_schedule
 from shared.models.run import Run, RunStatus
+from shared.wiring import build_services
 from tests.triggers.conftest import load_event
 
 
@@ -92,3 +94,41 @@ async def test_start_from_schedule_reads_rules_from_settings(
     assert isinstance(again, Run)
     assert run.run_id == again.run_id
     assert run.metadata["fired_at"] == "2025-03-01T06:00:00+00:00"
+
+
+async def test_a_schedule_rule_naming_a_pipeline_starts_one_job_per_fire_time() -> None:
+    from shared.jobs.memory import MemoryWorkflows
+    from shared.models.job import Job
+
+    machine = "arn:aws:states:us-east-1:000000000000:stateMachine:switchyard-test-incident-response"
+    rules = TriggerRules.model_validate(
+        {
+            "schedules": [
+                {
+                    "name": "checkout-check",
+                    "expression": "rate(1 hour)",
+                    "pipeline": "incident-response",
+                    "tenant": "acme",
+                    "input": {"service": "checkout", "reason": "hourly check"},
+                }
+            ]
+        }
+    )
+    svc = build_services(Settings(pipeline_arns={"incident-response": machine}), backend="memory")
+    at = datetime(2025, 3, 1, 6, 0, 0)
+    job = await start_from_schedule(svc, "checkout-check", at, rules=rules)
+    again = await start_from_schedule(svc, "checkout-check", at, rules=rules)
+    later = await start_from_schedule(svc, "checkout-check", at.replace(hour=7), rules=rules)
+    assert isinstance(job, Job)
+    assert isinstance(again, Job)
+    assert isinstance(later, Job)
+    assert job.job_id == again.job_id != later.job_id
+    assert job.tenant == "acme"
+    assert job.metadata["trigger"] == "schedule"
+    workflows = svc.workflows
+    assert isinstance(workflows, MemoryWorkflows)
+    assert len(workflows.executions) == 2
+    assert workflows.inputs[job.execution_arn]["input"] == {
+        "service": "checkout",
+        "reason": "hourly check",
+    }
