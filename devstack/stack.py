@@ -320,12 +320,3 @@ class LocalStack:
 
 def _not_ready(event: dict[str, Any], context: Any) -> dict[str, Any]:
     raise RuntimeError("the local stack is still starting")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

@@ -166,8 +166,12 @@ async def _job(svc: Services, tenant: str, job_id: str) -> Job:
 
 
 async def get_job(svc: Services, tenant: str, job_id: str) -> JobDetail:
-    job = await _job(svc, tenant, job_id)
-    attempts = await svc.jobs.attempts(job_id)
+    return await _view(svc, await _job(svc, tenant, job_id))
+
+
+async def _view(svc: Services, job: Job) -> JobDetail:
+    """The job as the API shows it (its end recorded first, if the execution ended)."""
+    attempts = await svc.jobs.attempts(job.job_id)
     if not job.status.is_terminal:
         job = await _reconcile(svc, job, attempts)
     return await _detail(svc, job, attempts)
@@ -336,7 +340,7 @@ async def decide_job_approval(
 ) -> JobDetail:
     """Decide what the job waits on: a gate (its token answered) or a stage's paused run."""
     job = await _job(svc, tenant, job_id)
-    detail = await get_job(svc, tenant, job_id)
+    detail = await _view(svc, job)
     if detail.status.is_terminal:
         raise RuntimeStateError(
             f"job {job_id} already {detail.status.value}", details={"status": detail.status.value}
@@ -432,7 +436,7 @@ async def cancel_job(svc: Services, tenant: str, job_id: str) -> JobDetail:
     """Stop the execution; stage runs still executing see their tokens closed at the next
     heartbeat and are cancelled by their workers."""
     job = await _job(svc, tenant, job_id)
-    detail = await get_job(svc, tenant, job_id)
+    detail = await _view(svc, job)
     if detail.status.is_terminal:
         raise RuntimeStateError(
             f"job {job_id} already {detail.status.value}", details={"status": detail.status.value}

@@ -39,7 +39,6 @@ from shared.ids import ulid
 from shared.logic.runs import SubmitRun, submit_run
 from shared.logic.service import Services
 from shared.models.job import (
-    AgentDispatch,
     AttemptPatch,
     AttemptStatus,
     FunctionCall,
@@ -318,7 +317,6 @@ async def _close(svc: Services, token: str, why: str) -> None:
 
 
 __all__ = [
-    "AgentDispatch",
     "StageFailed",
     "attach_resume_token",
     "begin_stage_run",
