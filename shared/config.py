@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -17,6 +17,27 @@ from shared.errors import ConfigError
 
 ProviderName = Literal["anthropic", "offline"]
 BackendName = Literal["aws", "memory"]
+
+
+class RateLimitSetting(BaseModel):
+    """A provider's limits for one model (or the default), per ``rate_limit_period_s``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests: int = Field(gt=0)
+    input_tokens: int = Field(gt=0)
+    output_tokens: int = Field(gt=0)
+
+
+class PriceSetting(BaseModel):
+    """USD per million tokens for one model family (a price-table override)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
 
 
 class Settings(BaseModel):
@@ -65,6 +86,27 @@ class Settings(BaseModel):
     worker_thread_backoff_s: int = Field(default=5, ge=0, le=900)
     # Pipelines (shared/pipelines): the deployed state machine of each, by pipeline name.
     pipeline_arns: dict[str, str] = Field(default_factory=dict)
+    # The provider gateway (shared/gateway): limits by model-name prefix (longest wins,
+    # "default" for the rest) per ``rate_limit_period_s``; a model without a configured limit
+    # is limited by what the provider's rate-limit headers say once it has answered.
+    rate_limits: dict[str, RateLimitSetting] = Field(default_factory=dict)
+    rate_limit_period_s: float = Field(default=60.0, gt=0, le=3600)
+    # A worker stops taking new runs while a model call would wait longer than this.
+    backpressure_wait_s: float = Field(default=5.0, ge=0)
+    # Calls to one model that fail with a retryable error (5xx, timeouts) before the gateway
+    # falls back to the next model of the agent's chain (529 overloaded falls back at once).
+    provider_attempts: int = Field(default=3, ge=1, le=10)
+    # Per-tenant daily budgets in USD (UTC days), by tenant; "*" for every other tenant.
+    tenant_daily_budget_usd: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    # How often a process writes its usage counters (and re-reads a tenant's day total).
+    usage_flush_s: float = Field(default=5.0, gt=0, le=300)
+    # Price-table overrides by model-name prefix (shared/providers/pricing.py has the list).
+    prices: dict[str, PriceSetting] = Field(default_factory=dict)
+
+    def daily_budget_usd(self, tenant: str) -> float | None:
+        """The tenant's daily budget: its own, else the ``*`` one, else none."""
+        budgets = self.tenant_daily_budget_usd
+        return budgets.get(tenant, budgets.get("*"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -104,12 +146,23 @@ class Settings(BaseModel):
             "worker_health_file": "SWITCHYARD_WORKER_HEALTH_FILE",
             "worker_health_max_age_s": "SWITCHYARD_WORKER_HEALTH_MAX_AGE_S",
             "worker_thread_backoff_s": "SWITCHYARD_WORKER_THREAD_BACKOFF_S",
+            "rate_limit_period_s": "SWITCHYARD_RATE_LIMIT_PERIOD_S",
+            "backpressure_wait_s": "SWITCHYARD_BACKPRESSURE_WAIT_S",
+            "provider_attempts": "SWITCHYARD_PROVIDER_ATTEMPTS",
+            "usage_flush_s": "SWITCHYARD_USAGE_FLUSH_S",
         }
-        if env.get("SWITCHYARD_PIPELINES"):
-            try:
-                raw["pipeline_arns"] = json.loads(env["SWITCHYARD_PIPELINES"])
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"SWITCHYARD_PIPELINES is not JSON: {exc.msg}") from exc
+        json_settings = {
+            "pipeline_arns": "SWITCHYARD_PIPELINES",
+            "rate_limits": "SWITCHYARD_RATE_LIMITS",
+            "tenant_daily_budget_usd": "SWITCHYARD_TENANT_DAILY_BUDGETS",
+            "prices": "SWITCHYARD_PRICES",
+        }
+        for field_name, var in json_settings.items():
+            if env.get(var):
+                try:
+                    raw[field_name] = json.loads(env[var])
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{var} is not JSON: {exc.msg}") from exc
         for field_name, var in mapping.items():
             if env.get(var):
                 raw[field_name] = env[var]

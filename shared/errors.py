@@ -45,10 +45,19 @@ class ProviderError(SwitchyardError):
 
     code = "provider_error"
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message, details={"status": status} if status is not None else None)
         self.status = status
         self.retryable = retryable
+        # What the provider asked for (``retry-after`` / ``retry-after-ms``), when it said.
+        self.retry_after_s = retry_after_s
 
 
 class ProviderRateLimitedError(ProviderError):
@@ -57,6 +66,18 @@ class ProviderRateLimitedError(ProviderError):
 
 class ProviderOverloadedError(ProviderError):
     code = "provider_overloaded"
+
+
+class RateLimitError(SwitchyardError):
+    """The shared rate-limit buckets could not be read or written."""
+
+    code = "rate_limit_store_error"
+
+
+class UsageStoreError(SwitchyardError):
+    """The usage counters could not be read or written."""
+
+    code = "usage_store_error"
 
 
 class JournalError(SwitchyardError):
