@@ -21,10 +21,17 @@ class Limits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_steps: int = Field(default=25, ge=1)
+    max_input_tokens: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="total over the run, prompt-cache reads and writes included",
+    )
     max_output_tokens: int = Field(default=50_000, ge=1, description="total over the run")
     max_tokens_per_call: int = Field(default=4096, ge=1)
     max_cost_usd: float = Field(default=5.0, gt=0)
     timeout_s: float = Field(default=900.0, gt=0)
+    # The same tool with the same input asked for this many times ends the run (a loop).
+    max_repeated_tool_calls: int = Field(default=5, ge=2)
 
     def tightened(self, budget: dict[str, float]) -> Limits:
         """Apply a per-request budget; it can only lower the agent's own limits."""
@@ -33,10 +40,9 @@ class Limits(BaseModel):
             updates["max_steps"] = min(self.max_steps, int(budget["max_steps"]))
         if "max_cost_usd" in budget:
             updates["max_cost_usd"] = min(self.max_cost_usd, float(budget["max_cost_usd"]))
-        if "max_output_tokens" in budget:
-            updates["max_output_tokens"] = min(
-                self.max_output_tokens, int(budget["max_output_tokens"])
-            )
+        for name in ("max_input_tokens", "max_output_tokens", "max_repeated_tool_calls"):
+            if name in budget:
+                updates[name] = min(getattr(self, name), int(budget[name]))
         return self.model_copy(update=updates)
 
 

@@ -21,7 +21,9 @@ class Budget(BaseModel):
 
     max_steps: int | None = Field(default=None, ge=1)
     max_cost_usd: float | None = Field(default=None, gt=0)
+    max_input_tokens: int | None = Field(default=None, ge=1)
     max_output_tokens: int | None = Field(default=None, ge=1)
+    max_repeated_tool_calls: int | None = Field(default=None, ge=2)
 
 
 class SubmitRun(BaseModel):

@@ -111,3 +111,6 @@ class RateLimitStore(Protocol):
 
     async def learn_limits(self, bucket: str, limits: RateLimits) -> None:
         """Store the limits the provider reports for this bucket, for every process."""
+
+    async def learned_limits(self, bucket: str) -> RateLimits | None:
+        """The limits some process stored for this bucket, if any."""

@@ -107,6 +107,10 @@ class DynamoRateLimitStore:
     async def learn_limits(self, bucket: str, limits: RateLimits) -> None:
         await self._call(self._learn_limits, bucket, limits)
 
+    async def learned_limits(self, bucket: str) -> RateLimits | None:
+        item = await self._call(self.table.get, _key(bucket), consistent=False)
+        return _state(item).limits
+
     # ---- blocking implementations --------------------------------------------------------------
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -219,11 +223,12 @@ def _take_expression(plan: gcra.TakePlan, now_us: int) -> tuple[str, str, dict[s
     for attr, dim in zip(_TAT, plan.dimensions, strict=True):
         if dim.idle:
             sets.append(f"{attr} = :{attr}")
-            guards.append(f"(attribute_not_exists({attr}) OR {attr} < :now)")
+            guards.append(f"(attribute_not_exists({attr}) OR {attr} < :{attr}_min)")
         else:
             sets.append(f"{attr} = {attr} + :{attr}")
-            guards.append(f"{attr} BETWEEN :now AND :{attr}_max")
+            guards.append(f"{attr} BETWEEN :{attr}_min AND :{attr}_max")
             values[f":{attr}_max"] = dim.ceiling
+        values[f":{attr}_min"] = dim.floor
         values[f":{attr}"] = dim.value
     return "SET " + ", ".join(sets), " AND ".join(guards), values
 

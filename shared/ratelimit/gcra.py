@@ -37,12 +37,14 @@ class BucketState:
 class DimensionPlan:
     """How one dimension is written by a take.
 
-    ``idle``: ``tat`` was before now, the new one is ``value`` (guard: ``tat < now`` or
-    absent). Otherwise it is advanced by ``value`` (guard: ``now <= tat <= ceiling``).
+    ``idle``: ``tat`` is before now (``floor``), the new one is ``value`` (guard: ``tat <
+    floor`` or absent). Otherwise ``tat`` is advanced by ``value``, the take and the carry
+    together (guard: ``floor <= tat <= ceiling``, which is what fitting means).
     """
 
     idle: bool
     value: int
+    floor: int
     ceiling: int
 
 
@@ -98,16 +100,19 @@ def plan_take(
     for i in range(3):
         limit = _limit(limits, i)
         cost = cost_us(_amount(take, i), limit, period, clamp=True)
-        cost += cost_us(_amount(carry, i), limit, period, clamp=False)
+        shift = cost_us(_amount(carry, i), limit, period, clamp=False)
         tat = state.tat[i]
         if tat is None or tat < now:
-            plans.append(DimensionPlan(idle=True, value=now + cost, ceiling=0))
-            new_tat.append(now + cost)
-            wait = max(wait, now + cost - now - period)
+            # Idle: the bucket is full. A give-back cannot fill it further; a charge counts,
+            # but never beyond an empty bucket, so an idle bucket always grants.
+            value = now + cost + min(max(shift, 0), period - cost)
+            plans.append(DimensionPlan(idle=True, value=value, floor=now, ceiling=0))
+            new_tat.append(value)
         else:
-            ceiling = now + period - cost
-            plans.append(DimensionPlan(idle=False, value=cost, ceiling=ceiling))
-            new_tat.append(tat + cost)
+            ceiling = now + period - cost - shift
+            dim = DimensionPlan(idle=False, value=cost + shift, floor=now, ceiling=ceiling)
+            plans.append(dim)
+            new_tat.append(tat + cost + shift)
             wait = max(wait, tat - ceiling)
     if state.blocked_until > now:
         wait = max(wait, state.blocked_until - now)

@@ -60,3 +60,6 @@ class MemoryRateLimitStore:
     async def learn_limits(self, bucket: str, limits: RateLimits) -> None:
         state = self.state(bucket)
         self._buckets[bucket] = BucketState(state.tat, state.blocked_until, limits)
+
+    async def learned_limits(self, bucket: str) -> RateLimits | None:
+        return self.state(bucket).limits

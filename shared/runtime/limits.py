@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from typing import Any
+
 from shared.agents.definition import Limits
 from shared.models.run import RunError, Usage
 
@@ -17,8 +21,12 @@ def timeout_error(limits: Limits) -> RunError:
 def exceeded(limits: Limits, *, steps: int, usage: Usage, elapsed_s: float) -> RunError | None:
     if elapsed_s >= limits.timeout_s:
         return timeout_error(limits)
+    input_tokens = (
+        usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    )
     checks: list[tuple[str, float, float]] = [
         ("max_steps", steps, limits.max_steps),
+        ("max_input_tokens", input_tokens, limits.max_input_tokens),
         ("max_output_tokens", usage.output_tokens, limits.max_output_tokens),
         ("max_cost_usd", usage.cost_usd, limits.max_cost_usd),
     ]
@@ -28,5 +36,57 @@ def exceeded(limits: Limits, *, steps: int, usage: Usage, elapsed_s: float) -> R
                 code="budget_exceeded",
                 message=f"run reached {name}={limit:g} (used {used:g})",
                 details={"limit": name, "value": limit, "used": used},
+            )
+    return None
+
+
+def daily_budget_exceeded(tenant: str, *, spent_usd: float, budget_usd: float) -> RunError | None:
+    if spent_usd < budget_usd:
+        return None
+    return RunError(
+        code="budget_exceeded",
+        message=(
+            f"tenant {tenant!r} reached its daily budget of ${budget_usd:g} "
+            f"(spent ${spent_usd:.4f} today, UTC)"
+        ),
+        details={"limit": "tenant_daily_budget_usd", "value": budget_usd, "used": spent_usd},
+    )
+
+
+def tool_call_signature(use: dict[str, Any]) -> str:
+    """A tool call's identity for loop detection: its name and canonical input."""
+    return f"{use.get('name', '')}\n{json.dumps(use.get('input') or {}, sort_keys=True)}"
+
+
+def repeated_tool_call(
+    earlier: list[dict[str, Any]], pending: list[dict[str, Any]], limits: Limits
+) -> RunError | None:
+    """A pending call made ``max_repeated_tool_calls`` times in this run, this one included.
+
+    ``earlier`` are the run's own messages before the response that asked for ``pending``.
+    """
+    seen = Counter(
+        tool_call_signature(block)
+        for message in earlier
+        if message.get("role") == "assistant" and isinstance(message.get("content"), list)
+        for block in message["content"]
+        if block.get("type") == "tool_use"
+    )
+    for use in pending:
+        seen[tool_call_signature(use)] += 1
+        repeats = seen[tool_call_signature(use)]
+        if repeats >= limits.max_repeated_tool_calls:
+            return RunError(
+                code="loop_detected",
+                message=(
+                    f"the model asked for {use.get('name')} with the same input {repeats} "
+                    f"times (max_repeated_tool_calls={limits.max_repeated_tool_calls})"
+                ),
+                details={
+                    "limit": "max_repeated_tool_calls",
+                    "value": limits.max_repeated_tool_calls,
+                    "tool": use.get("name"),
+                    "repeats": repeats,
+                },
             )
     return None

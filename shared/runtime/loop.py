@@ -29,25 +29,32 @@ from shared.errors import (
     LeaseHeldError,
     LeaseLostError,
     ProviderError,
-    ProviderOverloadedError,
     SwitchyardError,
 )
+from shared.gateway import GatewayCall, ModelGateway, ThrottledTooLong
 from shared.journal.base import Journal, RunPatch
 from shared.models.events import EventType
 from shared.models.journal import JournalRecord, RecordKind, ToolResult
-from shared.models.messages import ModelRequest, ModelResponse
+from shared.models.messages import ModelRequest
 from shared.models.run import Lease, Run, RunError, RunStatus
 from shared.providers.base import Provider
 from shared.providers.pricing import PriceTable, price_usage
 from shared.runtime.events import EventBuilder, preview
-from shared.runtime.limits import exceeded, timeout_error
-from shared.runtime.observer import NullObserver, RunObserver
+from shared.runtime.limits import (
+    daily_budget_exceeded,
+    exceeded,
+    repeated_tool_call,
+    timeout_error,
+)
+from shared.runtime.observer import NullObserver, NullUsage, RunObserver, UsageSink
 from shared.runtime.redact import Redactor
 from shared.runtime.state import RunState, render_input, replay, result_block
 
 logger = logging.getLogger("switchyard.runtime")
 
 HeartbeatHook = Callable[[Lease], Awaitable[None]]
+# A tenant's daily budget in USD, or None for none.
+DailyBudget = Callable[[str], float | None]
 # Earlier turns of the run's thread, as Messages API messages, to put before its input.
 HistoryLoader = Callable[[Run], Awaitable[list[dict[str, Any]]]]
 START_ATTEMPTS = 3
@@ -81,9 +88,14 @@ class AgentRuntime:
         on_heartbeat: HeartbeatHook | None = None,
         history: HistoryLoader | None = None,
         observer: RunObserver | None = None,
+        gateway: ModelGateway | None = None,
+        usage: UsageSink | None = None,
+        daily_budget: DailyBudget | None = None,
     ) -> None:
         self.journal = journal
-        self.provider = provider
+        self.gateway = gateway or ModelGateway(provider)
+        self.usage: UsageSink = usage or NullUsage()
+        self.daily_budget = daily_budget
         self.registry = registry
         self.options = options or RuntimeOptions()
         self.prices = prices or PriceTable()
@@ -130,6 +142,7 @@ class AgentRuntime:
         try:
             result = await self._execute(run_id, deadline)
             self.observer.run_stopped(result)
+            await self.usage.flush()
             return result
         finally:
             self._inflight.discard(run_id)
@@ -190,6 +203,7 @@ class _Execution:
         self.redactor = Redactor(rt.secrets.values())
         self.tool_specs = [t.spec() for t in agent.tools]
         self.last_model_ms = 0.0
+        self.history_len = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -233,6 +247,7 @@ class _Execution:
     async def _load(self) -> None:
         self.state = replay(await self.journal.records(self.run.run_id))
         earlier = await self.rt.history(self.run) if self.rt.history is not None else []
+        self.history_len = len(earlier)
         self.messages = earlier + self.state.messages(self.run.input)
 
     async def _announce_start(self) -> None:
@@ -332,10 +347,18 @@ class _Execution:
                 return stop
             pending = self.state.pending_tool_uses()
             if pending:
+                looping = repeated_tool_call(
+                    self.messages[self.history_len : -1], pending, self.limits
+                )
+                if looping is not None:
+                    return await self._finish(RunStatus.FAILED, error=looping)
                 await self._run_tools(pending)
                 continue
-            response = await self._call_model()
-            done = await self._journal_response(response)
+            over = await self._daily_budget()
+            if over is not None:
+                return await self._finish(RunStatus.FAILED, error=over)
+            call = await self._call_model()
+            done = await self._journal_response(call)
             if done is not None:
                 return done
 
@@ -378,34 +401,47 @@ class _Execution:
 
     # ---- model -----------------------------------------------------------------------------
 
-    async def _call_model(self) -> ModelResponse:
-        remaining_tokens = self.limits.max_output_tokens - self.state.usage.output_tokens
-        last_error: ProviderError | None = None
-        for model in self.agent.models:
-            request = ModelRequest(
-                model=model,
-                system=self.agent.system,
-                messages=self.messages,
-                tools=self.tool_specs,
-                max_tokens=max(1, min(self.limits.max_tokens_per_call, remaining_tokens)),
-            )
-            try:
-                started = time.monotonic()
-                with self.rt.observer.span("model_call", model=model, step=self.state.step + 1):
-                    async with asyncio.timeout(self._remaining()):
-                        response = await self.rt.provider.complete(request)
-                self.last_model_ms = (time.monotonic() - started) * 1000
-                return response
-            except ProviderOverloadedError as exc:
-                # Fall back along the agent's model chain; every step records who served it.
-                last_error = exc
-                logger.warning("model %s overloaded, falling back", model)
-            except TimeoutError:
-                raise _Timeout() from None
-        assert last_error is not None
-        raise last_error
+    async def _daily_budget(self) -> RunError | None:
+        """The tenant's daily budget, checked before each model call (counters are shared
+        by every process, flushed every few seconds: see ``shared.usage``)."""
+        if self.rt.daily_budget is None:
+            return None
+        budget = self.rt.daily_budget(self.run.tenant)
+        if budget is None:
+            return None
+        spent = await self.rt.usage.spent_today(self.run.tenant)
+        return daily_budget_exceeded(self.run.tenant, spent_usd=spent, budget_usd=budget)
 
-    async def _journal_response(self, response: ModelResponse) -> Run | None:
+    async def _call_model(self) -> GatewayCall:
+        remaining_tokens = self.limits.max_output_tokens - self.state.usage.output_tokens
+        request = ModelRequest(
+            model=self.agent.model,
+            system=self.agent.system,
+            messages=self.messages,
+            tools=self.tool_specs,
+            max_tokens=max(1, min(self.limits.max_tokens_per_call, remaining_tokens)),
+        )
+        # A sync run does not sit in its API call waiting for rate limits: past its
+        # deadline it goes to the async track instead.
+        max_wait = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        try:
+            started = time.monotonic()
+            step = self.state.step + 1
+            with self.rt.observer.span("model_call", model=self.agent.model, step=step):
+                async with asyncio.timeout(self._remaining()):
+                    call = await self.rt.gateway.call(
+                        request, self.agent.models, max_wait_s=max_wait
+                    )
+            self.last_model_ms = (time.monotonic() - started) * 1000
+            return call
+        except ThrottledTooLong:
+            await self._flush_tools()
+            raise _HandedOver() from None
+        except TimeoutError:
+            raise _Timeout() from None
+
+    async def _journal_response(self, call: GatewayCall) -> Run | None:
+        response = call.response
         usage = price_usage(response.model, response.usage, self.rt.prices)
         step = self.state.step + 1
         uses = response.tool_uses()
@@ -428,6 +464,7 @@ class _Execution:
                 cost_usd=usage.cost_usd,
                 total_cost_usd=total.cost_usd,
                 text=preview(response.text()) if response.text() else None,
+                **_gateway_fields(call),
             )
             for use in uses:
                 ev.add(
@@ -460,6 +497,14 @@ class _Execution:
         self.rt.observer.step_completed(
             self.run, step=step, model=response.model, latency_ms=self.last_model_ms, usage=usage
         )
+        self.rt.usage.record(
+            tenant=self.run.tenant,
+            agent=self.run.agent,
+            usage=usage,
+            at=_utcnow(),
+            runs=1 if step == 1 else 0,
+        )
+        await self.rt.usage.flush()
         if final:
             return await self._release_finished()
         return None
@@ -680,6 +725,18 @@ class _Execution:
         with self.rt.observer.span("journal_append", kind=kind.value, seq=record.seq):
             await self.journal.append(self.run.run_id, record)
         self.state.apply(record)
+
+
+def _gateway_fields(call: GatewayCall) -> dict[str, Any]:
+    """What the gateway went through for a step, when it went through anything."""
+    fields: dict[str, Any] = {}
+    if call.fallbacks:
+        fields["fallbacks"] = [{"model": f.model, "reason": f.reason} for f in call.fallbacks]
+    if call.throttled_s:
+        fields["throttled_ms"] = round(call.throttled_s * 1000)
+    if call.rate_limited:
+        fields["rate_limited"] = call.rate_limited
+    return fields
 
 
 class _Timeout(Exception):

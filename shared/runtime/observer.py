@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Protocol
 
 from shared.models.run import Run, Usage
@@ -52,3 +53,43 @@ class NullObserver:
     @contextlib.contextmanager
     def span(self, name: str, **annotations: str | int | float | bool) -> Iterator[None]:
         yield
+
+
+class UsageSink(Protocol):
+    """Where the runtime counts what each step used (``shared.usage.UsageRecorder``)."""
+
+    def record(
+        self,
+        *,
+        tenant: str,
+        agent: str,
+        usage: Usage,
+        at: datetime,
+        steps: int = 1,
+        runs: int = 0,
+    ) -> None: ...
+
+    async def flush(self, *, force: bool = False) -> None:
+        """Write what was recorded when due (``force``: now). Never raises."""
+
+    async def spent_today(self, tenant: str) -> float: ...
+
+
+class NullUsage:
+    def record(
+        self,
+        *,
+        tenant: str,
+        agent: str,
+        usage: Usage,
+        at: datetime,
+        steps: int = 1,
+        runs: int = 0,
+    ) -> None:
+        return None
+
+    async def flush(self, *, force: bool = False) -> None:
+        return None
+
+    async def spent_today(self, tenant: str) -> float:
+        return 0.0

@@ -140,8 +140,10 @@ async def test_learned_limits_are_shared(views: Views) -> None:
     learner, other = views(), views()
     assert (await other.acquire(BUCKET, ONE, LIMITS, now=T0)).limits is None
     told = RateLimits(requests=50, input_tokens=40_000, output_tokens=10_000, period_s=60.0)
+    assert await other.learned_limits(BUCKET) is None
     await learner.learn_limits(BUCKET, told)
     assert (await other.acquire(BUCKET, ONE, LIMITS, now=T0)).limits == told
+    assert await views().learned_limits(BUCKET) == told
 
 
 async def test_buckets_are_independent(store: RateLimitStore) -> None:
@@ -167,3 +169,15 @@ async def test_concurrent_takes_from_many_processes_never_exceed_the_limit(
         *(stores[i % 3].acquire(BUCKET, Amounts(1, 10, 10), limits, now=T0 + 6) for i in range(9))
     )
     assert sum(a.granted for a in later) == 2  # 6 s at 20 per minute
+
+
+async def test_an_idle_bucket_always_grants_and_counts_a_carried_charge(
+    store: RateLimitStore,
+) -> None:
+    # Calls made before the limits were known used 10 requests' worth: the bucket ends up
+    # empty (never more than empty), and the take is granted all the same.
+    granted = await store.acquire(BUCKET, ONE, LIMITS, now=T0, carry=Amounts(requests=10))
+    assert granted.granted
+    refused = await store.acquire(BUCKET, ONE, LIMITS, now=T0)
+    assert not refused.granted
+    assert refused.wait_s == pytest.approx(12.0)

@@ -204,8 +204,14 @@ class Harness:
         self.registry = AgentRegistry(self.agents)
 
     def runtime(
-        self, provider: Provider, *, options: RuntimeOptions | None = None, owner: str | None = None
+        self,
+        provider: Provider,
+        *,
+        options: RuntimeOptions | None = None,
+        owner: str | None = None,
+        **extra: Any,
     ) -> AgentRuntime:
+        """``extra``: more AgentRuntime arguments (gateway, usage, daily_budget...)."""
         return AgentRuntime(
             self.journal,
             provider,
@@ -213,6 +219,7 @@ class Harness:
             options=options,
             owner=owner,
             secrets=self.secrets,
+            **extra,
         )
 
     async def submit(

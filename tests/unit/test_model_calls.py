@@ -65,9 +65,9 @@ async def test_non_retryable_provider_error_fails_the_run(toolbox: Toolbox) -> N
 async def test_retryable_provider_error_hands_the_run_back(toolbox: Toolbox) -> None:
     h = Harness([toolbox.agent()])
     provider = ScriptedProvider(responder=plan("hi"))
-    provider.fail_at(1, ProviderRateLimitedError("429", status=429, retryable=True))
+    provider.fail_at(1, ProviderError("503 unavailable", status=503, retryable=True))
     run_id = await h.submit()
-    with pytest.raises(ProviderRateLimitedError):
+    with pytest.raises(ProviderError):
         await h.runtime(provider).execute(run_id)
     run = await h.journal.get_run(run_id)
     assert run.status is RunStatus.QUEUED

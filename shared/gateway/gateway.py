@@ -1,0 +1,333 @@
+"""The provider gateway: every model call goes through it.
+
+For each call it walks the agent's model chain. For one model:
+
+1. **Reserve** (when the model has limits, configured or reported): one request, the
+   estimated input tokens and ``max_tokens`` of output from the shared buckets of (provider
+   key, model), carrying this process's reconciliations of its earlier calls. Refused, it
+   waits as long as the store says and tries again: rate limits delay a run, never fail it.
+2. **Call** the provider (the SDK's own retries are off: retrying is decided here).
+3. **Reconcile**: the actual usage against the reservation, carried by this process's next
+   take of the bucket (so a call costs one write); adapt to the provider's headers: limits it
+   reports are stored for every process (tightening the configured ones), and a bucket
+   holding more than the provider says remains is lowered to that.
+
+Failures: a 429 blocks the bucket for every process until its retry-after and the call is
+tried again after it, on the same model, as often as the run's time allows; a 529
+(overloaded) falls back to the next model at once; other retryable errors (5xx, timeouts,
+connection failures) are retried ``attempts_per_model`` times with backoff, then fall back.
+A non-retryable error is raised as is; when the chain is exhausted the last error is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLimitedError
+from shared.gateway.estimate import counted_input, reconciliation, reservation
+from shared.gateway.limits import (
+    LimitTable,
+    reported_limits,
+    reported_remaining,
+    tightest,
+)
+from shared.models.messages import ModelRequest, ModelResponse
+from shared.providers.base import Provider
+from shared.ratelimit import NOTHING, Amounts, RateLimits, RateLimitStore, Remaining
+
+logger = logging.getLogger("switchyard.gateway")
+
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+# A 429 without retry-after (the API always sends one; a proxy might not).
+DEFAULT_RETRY_AFTER_S = 1.0
+# A bucket is lowered to what the provider reports only past this share of its limit:
+# reports and reservations cross in flight, and a write per call would double the cost.
+OBSERVE_SLACK = 0.1
+
+
+class ThrottledTooLong(Exception):
+    """The call would wait past the caller's ``max_wait_s`` (a sync run hands over instead)."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"the model call would wait {wait_s:.1f}s for its rate limits")
+        self.wait_s = wait_s
+
+
+class GatewayObserver(Protocol):
+    def throttled(self, model: str, wait_s: float, reason: str) -> None:
+        """A call waits ``wait_s`` before it is sent: ``limit`` (the shared buckets) or
+        ``429`` (the provider's retry-after)."""
+
+    def fell_back(self, model: str, to_model: str, reason: str) -> None: ...
+
+
+class NullGatewayObserver:
+    def throttled(self, model: str, wait_s: float, reason: str) -> None:
+        return None
+
+    def fell_back(self, model: str, to_model: str, reason: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Fallback:
+    model: str
+    reason: str  # "overloaded" or the error code of the retries that ran out
+
+
+@dataclass(frozen=True)
+class GatewayCall:
+    """A served call: the response, and what it took to get it."""
+
+    response: ModelResponse
+    fallbacks: tuple[Fallback, ...] = ()
+    throttled_s: float = 0.0
+    rate_limited: int = 0  # 429s the provider answered on the way
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    attempts_per_model: int = 1
+    backoff_s: tuple[float, ...] = BACKOFF_S
+
+
+@dataclass
+class _Trip:
+    """One call's bookkeeping across waits, retries and models."""
+
+    fallbacks: list[Fallback] = field(default_factory=list)
+    throttled_s: float = 0.0
+    rate_limited: int = 0
+
+
+class ModelGateway:
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        store: RateLimitStore | None = None,
+        limits: LimitTable | None = None,
+        key_id: str = "default",
+        options: GatewayOptions | None = None,
+        observer: GatewayObserver | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[float], float] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.store = store
+        self.limits = limits or LimitTable({}, 60.0)
+        self.key_id = key_id
+        self.options = options or GatewayOptions()
+        self.observer: GatewayObserver = observer or NullGatewayObserver()
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter or _jitter
+        # Limits the provider reported, per bucket (this process's view of the store's).
+        self._learned: dict[str, RateLimits] = {}
+        # Reconciliations not yet written: each rides this process's next take of its bucket.
+        self._carry: dict[str, Amounts] = {}
+        # Until when a bucket is known to refuse (the backpressure signal).
+        self._busy_until: dict[str, float] = {}
+        # What a bucket held after this process's last granted take.
+        self._remaining: dict[str, Remaining] = {}
+        # When this process last looked for limits learned elsewhere, per unlimited bucket.
+        self._looked_up: dict[str, float] = {}
+
+    def bucket(self, model: str) -> str:
+        return f"{self.key_id}:{model}"
+
+    def pressure_s(self) -> float:
+        """How long the most throttled bucket refuses from now (0: none does)."""
+        now = self._clock()
+        return max((until - now for until in self._busy_until.values()), default=0.0)
+
+    async def flush(self) -> None:
+        """Write the reconciliations still carried (a worker stopping calls this)."""
+        carried, self._carry = self._carry, {}
+        for bucket, delta in carried.items():
+            limits = self._limits_of(bucket)
+            if limits is not None and self.store is not None and not delta.is_zero:
+                await self.store.adjust(bucket, delta, limits, now=self._clock())
+
+    async def call(
+        self, request: ModelRequest, models: Sequence[str], *, max_wait_s: float | None = None
+    ) -> GatewayCall:
+        """Serve ``request`` with the first model of ``models`` that answers.
+
+        ``max_wait_s``: raise ``ThrottledTooLong`` rather than wait longer than this in
+        total for rate limits. The caller bounds the whole call (its run's timeout).
+        """
+        trip = _Trip()
+        last_error: ProviderError | None = None
+        for index, model in enumerate(models):
+            try:
+                response = await self._call_model(
+                    request.model_copy(update={"model": model}), trip, max_wait_s
+                )
+                return GatewayCall(
+                    response, tuple(trip.fallbacks), round(trip.throttled_s, 3), trip.rate_limited
+                )
+            except ProviderError as exc:
+                overloaded = isinstance(exc, ProviderOverloadedError)
+                if not (exc.retryable or overloaded):
+                    raise
+                last_error = exc
+                reason = "overloaded" if overloaded else exc.code
+                trip.fallbacks.append(Fallback(model, reason))
+                if index + 1 < len(models):
+                    logger.warning("model %s failed (%s): falling back", model, reason)
+                    self.observer.fell_back(model, models[index + 1], reason)
+        assert last_error is not None, "a model chain is never empty"
+        raise last_error
+
+    async def _call_model(
+        self, request: ModelRequest, trip: _Trip, max_wait_s: float | None
+    ) -> ModelResponse:
+        model = request.model
+        bucket = self.bucket(model)
+        attempts = 0
+        while True:
+            reserved = await self._reserve(bucket, model, request, trip, max_wait_s)
+            try:
+                response = await self.provider.complete(request)
+            except ProviderRateLimitedError as exc:
+                self._give_back(bucket, reserved)
+                trip.rate_limited += 1
+                wait = exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
+                until = self._clock() + wait
+                self._busy_until[bucket] = max(self._busy_until.get(bucket, 0.0), until)
+                if self.store is not None:
+                    await self.store.block(bucket, until)
+                await self._wait(model, wait, "429", trip, max_wait_s)
+                continue
+            except ProviderOverloadedError:
+                self._give_back(bucket, reserved)
+                raise
+            except ProviderError as exc:
+                self._give_back(bucket, reserved)
+                attempts += 1
+                if not exc.retryable or attempts >= self.options.attempts_per_model:
+                    raise
+                backoff = self.options.backoff_s[min(attempts, len(self.options.backoff_s)) - 1]
+                await self._sleep(self._jitter(backoff))
+                continue
+            except BaseException:
+                self._give_back(bucket, reserved)
+                raise
+            await self._reconcile(bucket, reserved, response)
+            return response
+
+    async def _reserve(
+        self,
+        bucket: str,
+        model: str,
+        request: ModelRequest,
+        trip: _Trip,
+        max_wait_s: float | None,
+    ) -> Amounts:
+        """Take the call's reservation from the bucket, waiting as long as it takes."""
+        if self.store is None:
+            return NOTHING
+        limits = self._limits_for(bucket, model) or await self._stored_limits(bucket, model)
+        if limits is None:
+            return NOTHING
+        take = reservation(request)
+        while True:
+            carry = self._carry.pop(bucket, NOTHING)
+            acquired = await self.store.acquire(
+                bucket, take, limits, now=self._clock(), carry=carry
+            )
+            if acquired.limits is not None and acquired.limits != self._learned.get(bucket):
+                self._learned[bucket] = acquired.limits
+                limits = self._limits_for(bucket, model) or limits
+            if acquired.granted:
+                self._busy_until.pop(bucket, None)
+                self._remaining[bucket] = acquired.remaining
+                return take
+            self._carry[bucket] = self._carry.get(bucket, NOTHING) + carry
+            self._busy_until[bucket] = self._clock() + acquired.wait_s
+            await self._wait(model, acquired.wait_s, "limit", trip, max_wait_s)
+
+    async def _wait(
+        self, model: str, wait_s: float, reason: str, trip: _Trip, max_wait_s: float | None
+    ) -> None:
+        pause = self._jitter(wait_s)
+        if max_wait_s is not None and trip.throttled_s + pause > max_wait_s:
+            raise ThrottledTooLong(pause)
+        self.observer.throttled(model, pause, reason)
+        trip.throttled_s += pause
+        await self._sleep(pause)
+
+    def _give_back(self, bucket: str, reserved: Amounts) -> None:
+        """A call that was not served took nothing from the provider's limits."""
+        if not reserved.is_zero:
+            self._carry[bucket] = self._carry.get(bucket, NOTHING) + (-reserved)
+
+    async def _reconcile(self, bucket: str, reserved: Amounts, response: ModelResponse) -> None:
+        if not reserved.is_zero:
+            delta = reconciliation(reserved, response.usage)
+            self._carry[bucket] = self._carry.get(bucket, NOTHING) + delta
+        info = response.rate_limits
+        if info is None or self.store is None:
+            return
+        told = reported_limits(info, self.limits.period_s)
+        if told is not None and told != self._learned.get(bucket):
+            self._learned[bucket] = told
+            await self.store.learn_limits(bucket, told)
+        limits = self._limits_of(bucket)
+        if limits is None:
+            return
+        if reserved.is_zero:
+            # Served before its limits were known: it counts all the same.
+            used = Amounts(1, counted_input(response.usage), response.usage.output_tokens)
+            self._carry[bucket] = self._carry.get(bucket, NOTHING) + used
+        full = Remaining(limits.requests, limits.input_tokens, limits.output_tokens)
+        said = reported_remaining(info, full)
+        ours = self._remaining.get(bucket)
+        if said is not None and ours is not None and _holds_more(ours, said, limits):
+            await self.store.observe(bucket, said, limits, now=self._clock())
+
+    async def _stored_limits(self, bucket: str, model: str) -> RateLimits | None:
+        """Limits another process learned for a model nothing configures (looked up at most
+        once a period while there are none, so an unlimited model costs no read per call)."""
+        assert self.store is not None
+        now = self._clock()
+        if now < self._looked_up.get(bucket, float("-inf")) + self.limits.period_s:
+            return None
+        self._looked_up[bucket] = now
+        learned = await self.store.learned_limits(bucket)
+        if learned is not None:
+            self._learned[bucket] = learned
+        return self._limits_for(bucket, model)
+
+    def _limits_for(self, bucket: str, model: str) -> RateLimits | None:
+        return tightest(self.limits.configured(model), self._learned.get(bucket))
+
+    def _limits_of(self, bucket: str) -> RateLimits | None:
+        model = bucket[len(self.key_id) + 1 :]
+        return self._limits_for(bucket, model)
+
+
+def _holds_more(ours: Remaining, said: Remaining, limits: RateLimits) -> bool:
+    """Whether the provider reports clearly less left than the bucket held after our take
+    (others' takes since then explain a little; someone outside explains more)."""
+    slack = (
+        limits.requests * OBSERVE_SLACK,
+        limits.input_tokens * OBSERVE_SLACK,
+        limits.output_tokens * OBSERVE_SLACK,
+    )
+    said_values = (said.requests, said.input_tokens, said.output_tokens)
+    ours_values = (ours.requests, ours.input_tokens, ours.output_tokens)
+    return any(v < o - s for v, o, s in zip(said_values, ours_values, slack, strict=True))
+
+
+def _jitter(wait_s: float) -> float:
+    """Spread waiters a little so a refused crowd does not come back at the same instant."""
+    return wait_s + random.uniform(0.0, min(0.25, wait_s * 0.1))

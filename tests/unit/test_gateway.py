@@ -1,0 +1,282 @@
+"""The provider gateway: reservations, waits, 429s, retries, failover, adaptation.
+
+Time is a fake clock that the gateway's sleep advances, so every wait is exact and
+instantaneous; buckets are the in-memory store, shared by several gateways as processes
+share the DynamoDB one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.config import RateLimitSetting
+from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLimitedError
+from shared.gateway import GatewayOptions, LimitTable, ModelGateway, ThrottledTooLong
+from shared.gateway.estimate import estimate_input_tokens
+from shared.models.messages import ModelRequest, ModelResponse, RateLimitInfo, RateLimitWindow
+from shared.models.run import Usage
+from shared.ratelimit import Amounts, RateLimits
+from shared.ratelimit.memory import MemoryRateLimitStore
+from tests.support.scripted_provider import ScriptedProvider, text_response
+
+T0 = 1_800_000_000.0
+REQUEST = ModelRequest(
+    model="primary",
+    system="Be brief.",
+    messages=[{"role": "user", "content": "hello " * 50}],
+    max_tokens=1000,
+)
+LIMITS = {"default": RateLimitSetting(requests=3, input_tokens=100_000, output_tokens=100_000)}
+
+
+@dataclass
+class FakeTime:
+    now: float = T0
+    slept: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@dataclass
+class Seen:
+    throttles: list[tuple[str, float, str]] = field(default_factory=list)
+    fallbacks: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def throttled(self, model: str, wait_s: float, reason: str) -> None:
+        self.throttles.append((model, wait_s, reason))
+
+    def fell_back(self, model: str, to_model: str, reason: str) -> None:
+        self.fallbacks.append((model, to_model, reason))
+
+
+def gateway(
+    provider: ScriptedProvider,
+    time: FakeTime,
+    store: MemoryRateLimitStore | None = None,
+    *,
+    limits: dict[str, RateLimitSetting] | None = None,
+    attempts: int = 1,
+    seen: Seen | None = None,
+) -> ModelGateway:
+    return ModelGateway(
+        provider,
+        store=store if store is not None else MemoryRateLimitStore(),
+        limits=LimitTable(LIMITS if limits is None else limits, 60.0),
+        key_id="key",
+        options=GatewayOptions(attempts_per_model=attempts, backoff_s=(0.5, 1.0)),
+        observer=seen,
+        clock=time.clock,
+        sleep=time.sleep,
+        jitter=lambda s: s,
+    )
+
+
+USAGE = Usage(input_tokens=80, output_tokens=20)
+
+
+def answering(usage: Usage = USAGE) -> ScriptedProvider:
+    return ScriptedProvider(responder=lambda r: text_response("ok", usage=usage, model=r.model))
+
+
+async def test_calls_beyond_the_limit_wait_for_the_bucket_and_all_succeed() -> None:
+    time, seen = FakeTime(), Seen()
+    store = MemoryRateLimitStore()
+    provider = answering()
+    gw = gateway(provider, time, store, seen=seen)
+    calls = [await gw.call(REQUEST, ["primary"]) for _ in range(5)]
+    assert provider.calls == 5
+    # 3 per minute: the 4th and 5th wait 20 s each for one request to refill.
+    assert [c.throttled_s for c in calls] == [0, 0, 0, 20.0, 20.0]
+    assert time.slept == [20.0, 20.0]
+    assert seen.throttles == [("primary", 20.0, "limit"), ("primary", 20.0, "limit")]
+
+
+async def test_the_bucket_is_shared_by_every_process() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    first, second = gateway(answering(), time, store), gateway(answering(), time, store)
+    for _ in range(3):
+        await first.call(REQUEST, ["primary"])
+    assert (await second.call(REQUEST, ["primary"])).throttled_s == 20.0
+
+
+async def test_a_reservation_is_reconciled_with_the_usage_on_the_next_take() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    tight = {"default": RateLimitSetting(requests=100, input_tokens=100_000, output_tokens=2500)}
+    gw = gateway(answering(Usage(input_tokens=80, output_tokens=20)), time, store, limits=tight)
+    # Each call reserves max_tokens=1000 of the 2500 output tokens but uses 20: without the
+    # give-back the third call would wait; with it, ten calls never do.
+    results = [await gw.call(REQUEST, ["primary"]) for _ in range(10)]
+    assert all(r.throttled_s == 0 for r in results)
+    assert estimate_input_tokens(REQUEST) > 80  # the estimate errs high, then is given back
+
+
+async def test_a_call_that_fails_gives_its_reservation_back() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    one = {"default": RateLimitSetting(requests=1, input_tokens=100_000, output_tokens=100_000)}
+    provider = answering()
+    provider.fail_at(1, ProviderError("400 bad request", status=400))
+    gw = gateway(provider, time, store, limits=one)
+    with pytest.raises(ProviderError):
+        await gw.call(REQUEST, ["primary"])
+    assert (await gw.call(REQUEST, ["primary"])).throttled_s == 0
+
+
+async def test_a_429_blocks_every_process_until_retry_after_then_is_retried() -> None:
+    time, store, seen = FakeTime(), MemoryRateLimitStore(), Seen()
+    provider = answering()
+    provider.fail_at(1, ProviderRateLimitedError("429", status=429, retry_after_s=7.0))
+    gw = gateway(provider, time, store, seen=seen, attempts=1)
+    other = gateway(answering(), time, store)
+    task = asyncio.create_task(gw.call(REQUEST, ["primary", "backup"]))
+    await asyncio.sleep(0)
+    # The other process is refused while the bucket is blocked (it waits 7 s too).
+    call = await task
+    assert call.rate_limited == 1
+    assert call.fallbacks == ()  # a rate limit is waited out, never failed over
+    assert [r.model for r in provider.requests] == ["primary", "primary"]
+    assert ("primary", 7.0, "429") in seen.throttles
+    time.now = T0 + 1
+    blocked = await store.acquire(
+        "key:primary", Amounts(1), RateLimits(3, 100_000, 100_000), now=T0 + 1
+    )
+    assert not blocked.granted
+    assert blocked.wait_s == pytest.approx(6.0)
+    assert (await other.call(REQUEST, ["primary"])).throttled_s == pytest.approx(6.0)
+
+
+async def test_a_429_without_configured_limits_is_still_waited_out() -> None:
+    time = FakeTime()
+    provider = answering()
+    for n in (1, 2, 3):
+        provider.fail_at(n, ProviderRateLimitedError("429", status=429, retry_after_s=2.0))
+    gw = ModelGateway(provider, clock=time.clock, sleep=time.sleep, jitter=lambda s: s)
+    call = await gw.call(REQUEST, ["primary"])
+    assert call.rate_limited == 3
+    assert time.slept == [2.0, 2.0, 2.0]
+
+
+async def test_overload_falls_back_at_once_and_records_it() -> None:
+    time, seen = FakeTime(), Seen()
+    provider = answering()
+    provider.fail_at(1, ProviderOverloadedError("529", status=529, retryable=True))
+    gw = gateway(provider, time, seen=seen, attempts=3)
+    call = await gw.call(REQUEST, ["primary", "backup"])
+    assert call.response.model == "backup"
+    assert [(f.model, f.reason) for f in call.fallbacks] == [("primary", "overloaded")]
+    assert seen.fallbacks == [("primary", "backup", "overloaded")]
+    assert time.slept == []
+
+
+async def test_server_errors_are_retried_with_backoff_then_fall_back() -> None:
+    time = FakeTime()
+    provider = answering()
+    for n in (1, 2, 3):
+        provider.fail_at(n, ProviderError("500", status=500, retryable=True))
+    gw = gateway(provider, time, attempts=3)
+    call = await gw.call(REQUEST, ["primary", "backup"])
+    assert [r.model for r in provider.requests] == ["primary"] * 3 + ["backup"]
+    assert time.slept == [0.5, 1.0]
+    assert [(f.model, f.reason) for f in call.fallbacks] == [("primary", "provider_error")]
+
+
+async def test_a_non_retryable_error_is_raised_without_retry_or_fallback() -> None:
+    provider = answering()
+    provider.fail_at(1, ProviderError("400", status=400))
+    with pytest.raises(ProviderError, match="400"):
+        await gateway(provider, FakeTime(), attempts=3).call(REQUEST, ["primary", "backup"])
+    assert provider.calls == 1
+
+
+async def test_when_the_chain_is_exhausted_the_last_error_is_raised() -> None:
+    provider = answering()
+    provider.fail_at(1, ProviderOverloadedError("529 a", status=529, retryable=True))
+    provider.fail_at(2, ProviderOverloadedError("529 b", status=529, retryable=True))
+    with pytest.raises(ProviderOverloadedError, match="529 b"):
+        await gateway(provider, FakeTime()).call(REQUEST, ["primary", "backup"])
+
+
+async def test_a_wait_longer_than_max_wait_raises_instead_of_sleeping() -> None:
+    time = FakeTime()
+    gw = gateway(answering(), time)
+    for _ in range(3):
+        await gw.call(REQUEST, ["primary"])
+    with pytest.raises(ThrottledTooLong):
+        await gw.call(REQUEST, ["primary"], max_wait_s=5.0)
+    assert time.slept == []
+    assert gw.pressure_s() == pytest.approx(20.0)
+
+
+def limited(response: ModelResponse, limit: int, remaining: int) -> ModelResponse:
+    """``response`` with headers stating a request limit (tokens: plenty)."""
+    at = datetime.now(UTC)
+    requests = RateLimitWindow(limit=limit, remaining=remaining, reset_at=at)
+    tokens = RateLimitWindow(limit=1_000_000, remaining=1_000_000, reset_at=at)
+    info = RateLimitInfo(requests=requests, input_tokens=tokens, output_tokens=tokens)
+    return response.model_copy(update={"rate_limits": info})
+
+
+async def test_limits_the_provider_reports_are_learned_and_shared() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    usage = Usage(input_tokens=80, output_tokens=20)
+    provider = ScriptedProvider(
+        responder=lambda r: limited(text_response("ok", usage=usage, model=r.model), 2, 1_000)
+    )
+    # Nothing configured: the first call goes unthrottled and teaches the limit (2/min).
+    learner = gateway(provider, time, store, limits={})
+    await learner.call(REQUEST, ["primary"])
+    await learner.call(REQUEST, ["primary"])
+    assert (await learner.call(REQUEST, ["primary"])).throttled_s == pytest.approx(30.0)
+    # Another process, whose responses say nothing, finds the limit in the store.
+    time.now += 60
+    other = gateway(answering(), time, store, limits={})
+    waits = [(await other.call(REQUEST, ["primary"])).throttled_s for _ in range(3)]
+    assert waits == [0, 0, pytest.approx(30.0)]
+
+
+async def test_reported_limits_below_the_configured_ones_bind() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    provider = ScriptedProvider(
+        responder=lambda r: limited(text_response("ok", model=r.model), 2, 100_000)
+    )
+    configured = {"default": RateLimitSetting(requests=50, input_tokens=10**6, output_tokens=10**6)}
+    gw = gateway(provider, time, store, limits=configured)
+    waits = [(await gw.call(REQUEST, ["primary"])).throttled_s for _ in range(3)]
+    assert waits[:2] == [0, 0]
+    assert waits[2] > 0
+
+
+async def test_a_provider_reporting_less_left_lowers_the_shared_bucket() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    ten = {"default": RateLimitSetting(requests=10, input_tokens=100_000, output_tokens=100_000)}
+    # Someone else uses the key: the provider says only 1 request is left after ours.
+    provider = ScriptedProvider(
+        responder=lambda r: limited(text_response("ok", model=r.model), 10, 1)
+    )
+    gw = gateway(provider, time, store, limits=ten)
+    await gw.call(REQUEST, ["primary"])
+    other = gateway(answering(), time, store, limits=ten)
+    assert (await other.call(REQUEST, ["primary"])).throttled_s == 0
+    assert (await other.call(REQUEST, ["primary"])).throttled_s == pytest.approx(6.0)
+
+
+async def test_flush_writes_the_carried_give_backs() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    tight = {"default": RateLimitSetting(requests=100, input_tokens=100_000, output_tokens=1000)}
+    gw = gateway(answering(Usage(input_tokens=10, output_tokens=0)), time, store, limits=tight)
+    await gw.call(REQUEST, ["primary"])
+    other = gateway(answering(), time, store, limits=tight)
+    # The whole 1000 output tokens are reserved until the give-back is written.
+    with pytest.raises(ThrottledTooLong):
+        await other.call(REQUEST, ["primary"], max_wait_s=0.0)
+    await gw.flush()
+    assert (await other.call(REQUEST, ["primary"])).throttled_s == 0
