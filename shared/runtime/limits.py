@@ -46,7 +46,7 @@ def daily_budget_exceeded(tenant: str, *, spent_usd: float, budget_usd: float) -
     return RunError(
         code="budget_exceeded",
         message=(
-            f"tenant {tenant!r} reached its daily budget of ${budget_usd:g} "
+            f"tenant {tenant!r} reached its daily budget, tenant_daily_budget_usd={budget_usd:g} "
             f"(spent ${spent_usd:.4f} today, UTC)"
         ),
         details={"limit": "tenant_daily_budget_usd", "value": budget_usd, "used": spent_usd},

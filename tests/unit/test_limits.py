@@ -25,7 +25,7 @@ async def _assert_failed(h: Harness, run: Run, *, code: str, limit: str) -> None
     assert run.error.code == code
     assert run.error.details is not None
     assert run.error.details["limit"] == limit
-    assert (limit if code == "budget_exceeded" else "timeout") in run.error.message
+    assert (limit if code != "timeout" else "timeout") in run.error.message
     assert run.finished_at is not None
     assert run.pending_approval is None
     records = await h.records(run.run_id)
@@ -194,3 +194,116 @@ async def test_replay_of_a_failed_run_is_stable(toolbox: Toolbox) -> None:
     assert [u["id"] for u in state.pending_tool_uses()] == ["toolu_01_0"]
     assert records[-1].tool_results == []
     assert toolbox.invocations == []
+
+
+async def test_max_input_tokens_counts_cache_reads_and_writes(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_input_tokens=1000))])
+    usage = Usage(input_tokens=100, cache_creation_input_tokens=150, cache_read_input_tokens=150)
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER, usage=usage))
+    run = await h.runtime(provider).execute(await h.submit())
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_input_tokens")
+    assert provider.calls == 3  # 400 a call: the run stops before the 4th
+    assert run.error is not None
+    assert run.error.details is not None
+    assert run.error.details["used"] == 1200
+
+
+async def test_budget_tightens_input_tokens_and_repeats(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup")])
+    usage = Usage(input_tokens=500, output_tokens=10)
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER, usage=usage))
+    run_id = await h.submit(budget=Budget(max_input_tokens=1000))
+    run = await h.runtime(provider).execute(run_id)
+    await _assert_failed(h, run, code="budget_exceeded", limit="max_input_tokens")
+    assert provider.calls == 2
+
+
+SAME_LOOKUP = [[("lookup", {"query": "same"})] for _ in range(10)]
+
+
+async def test_the_same_tool_call_repeated_ends_the_run_as_a_loop(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_repeated_tool_calls=3))])
+    provider = ScriptedProvider(responder=plan(*SAME_LOOKUP))
+    run = await h.runtime(provider).execute(await h.submit())
+    await _assert_failed(h, run, code="loop_detected", limit="max_repeated_tool_calls")
+    assert run.error is not None
+    assert run.error.details == {
+        "limit": "max_repeated_tool_calls",
+        "value": 3,
+        "tool": "lookup",
+        "repeats": 3,
+    }
+    # The third identical call was asked for but never run; its step is journaled.
+    assert provider.calls == 3
+    assert len(toolbox.calls("lookup")) == 2
+    assert run.steps == 3
+
+
+async def test_different_inputs_are_not_a_loop(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup", limits=Limits(max_repeated_tool_calls=2))])
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER[:4], "done"))
+    run = await h.runtime(provider).execute(await h.submit())
+    assert run.status is RunStatus.SUCCEEDED
+
+
+async def test_a_request_budget_can_lower_the_repeat_limit(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup")])
+    provider = ScriptedProvider(responder=plan(*SAME_LOOKUP))
+    run_id = await h.submit(budget=Budget(max_repeated_tool_calls=2))
+    run = await h.runtime(provider).execute(run_id)
+    await _assert_failed(h, run, code="loop_detected", limit="max_repeated_tool_calls")
+    assert len(toolbox.calls("lookup")) == 1
+
+
+class TenantSpend:
+    """A usage sink that knows what each tenant spent today and counts what it is told."""
+
+    def __init__(self, spent: dict[str, float]) -> None:
+        self.spent = dict(spent)
+        self.recorded: list[tuple[str, str, float, int]] = []
+        self.flushes = 0
+
+    def record(
+        self, *, tenant: str, agent: str, usage: Usage, at: datetime, steps: int = 1, runs: int = 0
+    ) -> None:
+        self.recorded.append((tenant, agent, usage.cost_usd, runs))
+        self.spent[tenant] = self.spent.get(tenant, 0.0) + usage.cost_usd
+
+    async def flush(self, *, force: bool = False) -> None:
+        self.flushes += 1
+
+    async def spent_today(self, tenant: str) -> float:
+        return self.spent.get(tenant, 0.0)
+
+
+async def test_a_tenant_over_its_daily_budget_stops_before_the_next_call(
+    toolbox: Toolbox,
+) -> None:
+    h = Harness([toolbox.agent("lookup")])
+    usage = Usage(input_tokens=10_000, output_tokens=1_000)  # $0.045 a call
+    provider = ScriptedProvider(responder=plan(*LOOKUP_FOREVER, usage=usage))
+    spend = TenantSpend({"default": 0.9})
+    runtime = h.runtime(provider, usage=spend, daily_budget=lambda tenant: 1.0)
+    run = await runtime.execute(await h.submit())
+    await _assert_failed(h, run, code="budget_exceeded", limit="tenant_daily_budget_usd")
+    assert provider.calls == 3  # 0.9 + 3 x 0.045 >= 1.0
+    assert run.error is not None
+    assert "daily budget" in run.error.message
+    # Every step was counted, the run once (on its first step).
+    assert [r[3] for r in spend.recorded] == [1, 0, 0]
+    assert spend.flushes >= 3
+
+
+async def test_a_tenant_already_over_budget_makes_no_call_and_others_are_unaffected(
+    toolbox: Toolbox,
+) -> None:
+    h = Harness([toolbox.agent()])
+    provider = ScriptedProvider(responder=plan("hi"))
+    spend = TenantSpend({"default": 5.0})
+    budgets = {"default": 5.0}
+    runtime = h.runtime(provider, usage=spend, daily_budget=budgets.get)
+    run = await runtime.execute(await h.submit())
+    await _assert_failed(h, run, code="budget_exceeded", limit="tenant_daily_budget_usd")
+    assert provider.calls == 0
+    budgets.clear()  # no budget for the tenant: it runs
+    assert (await runtime.execute(await h.submit())).status is RunStatus.SUCCEEDED

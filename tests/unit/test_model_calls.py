@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from shared.agents import Limits
+from shared.config import RateLimitSetting
 from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLimitedError
+from shared.gateway import LimitTable, ModelGateway
 from shared.models.events import EventType
 from shared.models.journal import RecordKind
 from shared.models.run import RunStatus, Usage
 from shared.providers.pricing import PriceTable
+from shared.ratelimit.memory import MemoryRateLimitStore
 from tests.support.runtime_kit import Harness, Toolbox, assert_journal_consistent
 from tests.support.scripted_provider import ScriptedProvider, plan
 
@@ -94,3 +99,43 @@ async def test_custom_price_table(toolbox: Toolbox) -> None:
     runtime.prices = PriceTable({})  # no rows: the built-in default row applies
     run = await runtime.execute(run_id)
     assert run.cost_usd == pytest.approx((10 * 3 + 5 * 15) / 1e6)
+
+
+async def test_the_step_event_shows_fallbacks_and_rate_limit_waits(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent(fallback_models=("claude-haiku-4-5",))])
+    provider = ScriptedProvider(responder=plan("hi"))
+    provider.fail_at(1, ProviderRateLimitedError("429", status=429, retry_after_s=3.0))
+    provider.fail_at(2, ProviderOverloadedError("529", status=529, retryable=True))
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    gateway = ModelGateway(provider, sleep=sleep, jitter=lambda s: s)
+    run_id = await h.submit()
+    run = await h.runtime(provider, gateway=gateway).execute(run_id)
+    assert run.status is RunStatus.SUCCEEDED
+    assert slept == [3.0]
+    step = next(e for e in await h.events(run_id) if e.type is EventType.STEP_COMPLETED)
+    assert step.data["model"] == "claude-haiku-4-5"
+    assert step.data["fallbacks"] == [{"model": "test-model", "reason": "overloaded"}]
+    assert step.data["throttled_ms"] == 3000
+    assert step.data["rate_limited"] == 1
+
+
+async def test_a_sync_run_hands_over_rather_than_wait_for_rate_limits(toolbox: Toolbox) -> None:
+    h = Harness([toolbox.agent("lookup")])
+    provider = ScriptedProvider(responder=plan([("lookup", {"query": "a"})], "done"))
+    store = MemoryRateLimitStore()
+    one = {"default": RateLimitSetting(requests=1, input_tokens=10**6, output_tokens=10**6)}
+    gateway = ModelGateway(provider, store=store, limits=LimitTable(one, 60.0))
+    run_id = await h.submit()
+    # A sync deadline 10 s out: the first call fits, the second would wait a minute.
+    run = await h.runtime(provider, gateway=gateway).execute(run_id, deadline=time.monotonic() + 10)
+    assert run.status is RunStatus.QUEUED
+    assert run.steps == 1
+    assert provider.calls == 1
+    # The step-1 tool result was journaled before the hand-over: nothing runs twice.
+    assert len(toolbox.calls("lookup")) == 1
+    records = await h.records(run_id)
+    assert any(r.tool_results for r in records)
