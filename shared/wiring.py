@@ -18,6 +18,7 @@ from shared.pipelines.registry import PipelineRegistry
 from shared.providers.base import Provider
 from shared.runtime.observer import RunObserver
 from shared.tenancy.base import ControlStore
+from shared.usage.factory import build_usage_recorder
 
 Backend = Literal["memory", "aws"]
 
@@ -76,6 +77,7 @@ def build_services(
         jobs=jobs,
         workflows=workflows,
         pipelines=pipelines,
+        usage=build_usage_recorder(settings, backend or settings.backend),
         make_provider=make_provider,
         secrets=secrets or {},
         on_complete=on_complete,

@@ -48,7 +48,7 @@ from functions.api.models import (
 from shared.errors import AuthError, ConfigError, NotFoundError, SwitchyardError
 from shared.logic import jobs, service
 from shared.logic.service import Services
-from shared.logic.usage import MAX_RUNS, usage_report
+from shared.logic.usage import usage_report
 from shared.models.api import ApprovalBody, JobApprovalBody, JobCreate, RunCreate
 from shared.models.job import JobDetail
 from shared.models.run import Run, RunStatus, Shape
@@ -586,22 +586,15 @@ def cancel_job(job_id: str) -> Response[Any]:
 
 @app.get(
     f"{PREFIX}/usage",
-    summary="Tokens and cost of the tenant's runs, grouped by agent or tenant",
+    summary="Tokens and cost of the tenant's agents, grouped by agent or tenant",
     description=(
-        f"Runs created in [`from`, `to`) (default: the last 24 hours; at most {MAX_WINDOW_DAYS} "
-        "days), the caller's tenant only, summed per group; groups by `cost_usd` descending, "
-        f"then `key`. 422 if more than {MAX_RUNS:,} runs were created between `from` and now."
+        f"The tenant's usage counters over [`from`, `to`) (default: the last 24 hours; at most "
+        f"{MAX_WINDOW_DAYS} days), counted in whole UTC hours: `from` is rounded down and `to` "
+        "up to the hour, and the answer gives the window counted. The caller's tenant only, "
+        "summed per group; groups by `cost_usd` descending, then `key`. `runs` counts the runs "
+        "whose first model call fell in the window."
     ),
-    responses=_doc(
-        UsageReport,
-        errors_=(400, 401),
-        extra={
-            422: {
-                "description": "More runs between `from` and now than one report reads",
-                "content": _content(ErrorResponse),
-            }
-        },
-    ),
+    responses=_doc(UsageReport, errors_=(400, 401, 503)),
     tags=["usage"],
     security=_AUTH,
 )
@@ -609,7 +602,7 @@ def get_usage(query: Annotated[UsageQuery, Query()]) -> Response[Any]:
     tenant = _tenant()
     report = run_sync(
         usage_report(
-            get_services().journal,
+            get_services().usage.counters,
             tenant,
             group_by=query.group_by,
             start=query.from_,

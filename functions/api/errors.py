@@ -14,7 +14,14 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from shared.errors import JobStoreError, JournalError, QueueError, SwitchyardError, WorkflowError
+from shared.errors import (
+    JobStoreError,
+    JournalError,
+    QueueError,
+    SwitchyardError,
+    UsageStoreError,
+    WorkflowError,
+)
 
 # Above this, API Gateway still accepts the request (10 MB) but we refuse it: see docs/api.md.
 MAX_BODY_BYTES = 1024 * 1024
@@ -73,7 +80,7 @@ def from_switchyard(exc: SwitchyardError, request_id: str | None) -> Response[An
     status = STATUS_BY_CODE.get(exc.code)
     if status is not None:
         return error_response(exc.code, exc.message, _json_safe(exc.details), status=status)
-    if isinstance(exc, JournalError | QueueError | JobStoreError | WorkflowError):
+    if isinstance(exc, JournalError | QueueError | JobStoreError | WorkflowError | UsageStoreError):
         # Storage, queue or Step Functions trouble: worth a retry with the same
         # Idempotency-Key.
         return error_response(

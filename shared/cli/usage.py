@@ -1,4 +1,4 @@
-"""``switchyard usage``: tokens and cost of the caller's runs (``GET /v1/usage``)."""
+"""``switchyard usage``: tokens and cost of the caller's agents (``GET /v1/usage``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ def register(sub: Any, http: argparse.ArgumentParser) -> None:
         parents=[http],
         help="tokens and cost, grouped by agent or tenant (GET /v1/usage)",
         description=(
-            "Tokens and cost of the runs created in [--from, --to) (ISO-8601; the API's "
-            "default window is the last 24 hours)."
+            "Tokens and cost used in [--from, --to) (ISO-8601; the API's default window is "
+            "the last 24 hours), counted in whole UTC hours: --from is rounded down and --to "
+            "up to the hour. RUNS counts the runs whose first model call fell in the window."
         ),
     )
     usage.add_argument("--group-by", choices=("agent", "tenant"), help="default: agent")
@@ -41,7 +42,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     groups = [g for g in report.get("groups") or [] if isinstance(g, Mapping)]
     total = report.get("total") if isinstance(report.get("total"), Mapping) else None
     if not groups:
-        render.say("no runs in this window")
+        render.say("no usage in this window")
         return 0
     rows = [_row(str(g.get("key", "?")), g) for g in groups]
     if total is not None:

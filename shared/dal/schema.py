@@ -25,8 +25,17 @@ without the index keys:
 - ``JOB#{job_id}`` / ``JOB``: the job item (pipeline, tenant, status, input, output, error);
 - ``JOB#{job_id}`` / ``ATTEMPT#{stage}#{attempt_id}``: one item per stage attempt.
 
-A ``#`` or ``%`` in a tenant (or a stage name) is percent-escaped inside these keys, so
-distinct (tenant, id) pairs never share a key.
+The usage counters (``shared.usage.dynamodb``) keep one partition per tenant, again without
+the index keys; every write is one UpdateItem that ``ADD``s to the counts:
+
+- ``USAGE#{tenant}`` / ``H#{hour}#{agent}``: one agent's usage in one UTC hour, the hour
+  fixed-width (``2026-11-20T13:00:00Z``) so that the sort keys of a range of hours are a
+  range of strings (``usage_hours_between``);
+- ``USAGE#{tenant}`` / ``D#{yyyy-mm-dd}``: the tenant's total of one UTC day (every agent),
+  what a daily budget is checked against.
+
+A ``#`` or ``%`` in a tenant (or a stage or agent name) is percent-escaped inside these keys,
+so distinct (tenant, id) pairs never share a key.
 
 ``expires_at`` (epoch seconds) is the TTL attribute; billing is on demand.
 """
@@ -34,7 +43,7 @@ distinct (tenant, id) pairs never share a key.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 PK = "pk"
@@ -67,6 +76,9 @@ THREAD_SK = "THREAD"
 
 JOB_SK = "JOB"
 ATTEMPT_PREFIX = "ATTEMPT#"
+
+USAGE_HOUR_PREFIX = "H#"
+USAGE_DAY_PREFIX = "D#"
 
 
 def run_pk(run_id: str) -> str:
@@ -111,6 +123,33 @@ def attempt_sk(stage: str, attempt_id: str) -> str:
     """The sort key of one stage attempt (the stage escaped, so ``#`` cannot shift the split
     between stage and attempt id)."""
     return f"{ATTEMPT_PREFIX}{_escape(stage)}#{attempt_id}"
+
+
+def usage_pk(tenant: str) -> str:
+    return f"USAGE#{_escape(tenant)}"
+
+
+def usage_hour_sk(hour: datetime, agent: str) -> str:
+    """The sort key of one agent's counter for one hour (an aware datetime on the hour)."""
+    return f"{USAGE_HOUR_PREFIX}{_hour_key(hour)}#{_escape(agent)}"
+
+
+def usage_hours_between(first: datetime, last: datetime) -> tuple[str, str]:
+    """The inclusive sort-key range of every agent's counters for the hours ``first`` to
+    ``last``: ``$`` follows ``#``, so it ends after the last hour's agents and before the
+    hour after it."""
+    return (
+        f"{USAGE_HOUR_PREFIX}{_hour_key(first)}#",
+        f"{USAGE_HOUR_PREFIX}{_hour_key(last)}$",
+    )
+
+
+def usage_day_sk(day: date) -> str:
+    return f"{USAGE_DAY_PREFIX}{day.isoformat()}"
+
+
+def _hour_key(hour: datetime) -> str:
+    return hour.astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
 
 
 def _escape(part: str) -> str:
@@ -195,6 +234,8 @@ __all__ = [
     "TENANT_PK",
     "THREAD_SK",
     "TTL_ATTRIBUTE",
+    "USAGE_DAY_PREFIX",
+    "USAGE_HOUR_PREFIX",
     "api_key_pk",
     "attempt_sk",
     "create_bucket",
@@ -207,4 +248,8 @@ __all__ = [
     "table_definition",
     "tenant_pk",
     "thread_pk",
+    "usage_day_sk",
+    "usage_hour_sk",
+    "usage_hours_between",
+    "usage_pk",
 ]

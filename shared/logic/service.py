@@ -49,6 +49,7 @@ from shared.runtime import AgentRuntime, RuntimeOptions
 from shared.runtime.observer import RunObserver
 from shared.runtime.state import replay
 from shared.tenancy.base import ControlStore, IdempotencyRecord
+from shared.usage.recorder import UsageRecorder
 
 MAX_WAIT_S = 20.0
 POLL_START_S = 0.1
@@ -69,6 +70,7 @@ class Services:
     jobs: JobStore = field(default_factory=lambda: _memory_jobs())
     workflows: Workflows = field(default_factory=lambda: _memory_workflows())
     pipelines: PipelineRegistry = field(default_factory=PipelineRegistry)
+    usage: UsageRecorder = field(default_factory=lambda: _memory_usage())
     secrets: Mapping[str, str] = field(default_factory=dict)
     on_complete: CompletionHook | None = None
     owner: str | None = None
@@ -94,6 +96,12 @@ def _memory_jobs() -> JobStore:
     from shared.jobs.memory import MemoryJobStore
 
     return MemoryJobStore()
+
+
+def _memory_usage() -> UsageRecorder:
+    from shared.usage.factory import build_usage_recorder
+
+    return build_usage_recorder(Settings(), "memory")
 
 
 def _memory_workflows() -> Workflows:

@@ -1,9 +1,10 @@
-"""Usage reports: tokens and cost of a tenant's runs over a time window (``GET /v1/usage``).
+"""Usage reports: tokens and cost of a tenant's agents over a time window (``GET /v1/usage``).
 
 ``UsageQuery`` is the request (its query string), validated whole: timestamps are read as
 ISO-8601 and made UTC (no offset means UTC), the window defaults to the 24 hours before now,
 and a window that is empty, inverted or longer than ``MAX_WINDOW`` is refused, all as
-validation errors on ``from``. ``UsageReport`` is what ``shared.logic.usage`` answers.
+validation errors on ``from``. ``UsageReport`` is what ``shared.logic.usage`` answers: the
+usage counters (``shared.usage``) of the whole UTC hours the window touches.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class GroupBy(StrEnum):
 
 
 class UsageQuery(BaseModel):
-    """``GET /v1/usage``'s query: which runs to count (by creation time) and how to group them.
+    """``GET /v1/usage``'s query: which hours to count and how to group them.
 
     ``to`` is declared before ``from`` so that ``from``'s default and checks can see it.
     """
@@ -53,16 +54,17 @@ class UsageQuery(BaseModel):
     )
     to: UtcDatetime = Field(
         default_factory=utcnow,
-        description="End of the window, exclusive: ISO-8601, UTC unless it has an offset. "
-        "Default: now",
+        description="End of the window, exclusive: ISO-8601, UTC unless it has an offset, "
+        "rounded up to the hour. Default: now",
     )
     from_: UtcDatetime = Field(
         default=None,  # becomes 24 hours before ``to`` (``_default_from``)
         validate_default=True,
         json_schema_extra=_no_default,
         alias="from",
-        description="Start of the window, inclusive: ISO-8601, UTC unless it has an offset. "
-        f"Default: 24 hours before `to`. At most {MAX_WINDOW_DAYS} days before `to`",
+        description="Start of the window, inclusive: ISO-8601, UTC unless it has an offset, "
+        f"rounded down to the hour. Default: 24 hours before `to`. At most {MAX_WINDOW_DAYS} "
+        "days before `to`",
     )
 
     @field_validator("from_", mode="before")
@@ -88,10 +90,14 @@ class UsageQuery(BaseModel):
 
 
 class UsageTotals(BaseModel):
-    """What runs used, summed: their count, their steps, their tokens and what they cost."""
+    """What the agents used, summed: runs, model steps, tokens and what they cost."""
 
-    runs: int = Field(default=0, description="Runs created in the window, whatever their status")
-    steps: int = 0
+    runs: int = Field(
+        default=0,
+        description="Runs that made their first model call in the window (each run counts "
+        "once, in that hour, whatever it used later)",
+    )
+    steps: int = Field(default=0, description="Model steps taken in the window, by any run")
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
@@ -104,7 +110,7 @@ class _Keyed(BaseModel):
 
 
 class UsageGroup(UsageTotals, _Keyed):  # bases in this order put ``key`` first
-    """The totals of one agent's (or the tenant's) runs."""
+    """The totals of one agent (or of the tenant)."""
 
 
 class UsageReport(BaseModel):
@@ -112,10 +118,14 @@ class UsageReport(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: datetime = Field(alias="from", description="Start of the window (inclusive, UTC)")
-    to: datetime = Field(description="End of the window (exclusive, UTC)")
+    from_: datetime = Field(
+        alias="from", description="Start of the window counted: `from` rounded down to the hour"
+    )
+    to: datetime = Field(
+        description="End of the window counted (exclusive): `to` rounded up to the hour"
+    )
     group_by: GroupBy
     groups: list[UsageGroup] = Field(
-        description="Groups with at least one run: by cost_usd descending, then key"
+        description="Groups that used anything in the window: by cost_usd descending, then key"
     )
     total: UsageTotals
