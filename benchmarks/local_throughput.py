@@ -118,9 +118,12 @@ def stack_command(port: int, workers: int, state_dir: Path) -> tuple[list[str], 
 class StackProcess:
     """The stack subprocess; its stdout drained by a thread (it reports while it runs)."""
 
-    def __init__(self, command: list[str], state_dir: Path) -> None:
+    def __init__(
+        self, command: list[str], state_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}  # offline only
         env.pop("SWITCHYARD_PORT", None)
+        env.update(extra_env or {})
         self.stderr_path = state_dir / "stack.stderr"
         self._stderr: IO[bytes] = self.stderr_path.open("wb")
         self.process = subprocess.Popen(

@@ -56,6 +56,20 @@ BENCHMARKS: list[tuple[str, list[str], str, str]] = [
         "SQS/DynamoDB call): reported only; checked: all 200 runs succeed, the stack exits 0 "
         "on Ctrl-C and leaves no worker behind",
     ),
+    (
+        "cost_per_run",
+        ["--runs", "20"],
+        "async_infra_usd_per_1000, async_top_costs, sync_infra_usd_per_1000, "
+        "pipeline_infra_usd_per_1000, async_total_usd_per_1000",
+        "<= $0.03 of AWS infrastructure (requests + storage, list prices) per 1,000 async runs "
+        "of 10 steps x 5 KB; sync and pipeline shapes reported",
+    ),
+    (
+        "cost_per_run",
+        ["--runs", "20", "--shapes", "async", "--incompressible"],
+        "async_infra_usd_per_1000, async_top_costs, async_total_usd_per_1000",
+        "same, with tool results compression cannot shrink",
+    ),
 ]
 
 

@@ -15,8 +15,9 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -160,7 +161,11 @@ class ContainerPool:
 class LocalFunctions:
     """Every function of the stack, each with its container pool. A container's environment
     is this process's (the moto endpoint and dummy credentials, PATH), the function's
-    deployed environment on top, the local stack's ``overrides`` last."""
+    deployed environment on top, the local stack's ``overrides`` last.
+
+    Every invocation passes through ``invoke`` (the gateway's, the pollers', the scheduler's
+    and Step Functions' through the moto endpoint): ``on_invoke(function name, seconds,
+    failed)`` is told of each once it ends (the local stack's request meter)."""
 
     def __init__(
         self,
@@ -170,8 +175,10 @@ class LocalFunctions:
         base_env: Mapping[str, str],
         log_dir: Path,
         concurrency: int = 8,
+        on_invoke: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
+        self.on_invoke = on_invoke
         self.functions = dict(functions)
         self.pools = {
             logical: ContainerPool(
@@ -184,7 +191,16 @@ class LocalFunctions:
         }
 
     def invoke(self, fn: LocalFunction, event: dict[str, Any]) -> Any:
-        return self.pools[fn.logical_id].invoke(event)
+        if self.on_invoke is None:
+            return self.pools[fn.logical_id].invoke(event)
+        started = time.perf_counter()
+        failed = True
+        try:
+            result = self.pools[fn.logical_id].invoke(event)
+            failed = False
+            return result
+        finally:
+            self.on_invoke(fn.name, time.perf_counter() - started, failed)
 
     def handler(self, fn: LocalFunction) -> Handler:
         """``fn`` as a plain handler (what the gateway calls)."""

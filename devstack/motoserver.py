@@ -6,11 +6,17 @@ the WSGI app (``POST /2015-03-31/functions/{name}/invocations``) is answered by 
 the stack plugs in once its functions exist, with Lambda's own response shape: the result as
 the payload, or ``X-Amz-Function-Error: Unhandled`` with ``{"errorType", "errorMessage"}``
 (what Step Functions' Retry and Catch match). Every other request goes to moto unchanged.
+
+In front of both, ``MeteringLayer`` counts every AWS request and its answer into a
+``devstack.metering.ServerMeter`` (``MotoServer.meter``): what the local stack's processes
+asked AWS for, by service and operation, with DynamoDB's request units and the storage kept.
+The local stack serves it at ``GET``/``DELETE /_local/metering``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import threading
@@ -19,6 +25,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from devstack.metering import UNMETERED, MotoImages, ServerMeter, classify
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
 
@@ -91,8 +99,63 @@ def _quietly(invoke: Invoke, name: str, event: Any) -> None:
         invoke(name, event)
 
 
+class MeteringLayer:
+    """WSGI middleware: each signed AWS request, with its answer, is counted by ``meter``
+    (``ServerMeter.begin``/``finish``); the request goes on unchanged. Not counted: requests
+    whose User-Agent contains ``UNMETERED`` (observers), moto's own API, and Lambda Invoke,
+    which the meter counts where every invocation passes (``ServerMeter.invoked``)."""
+
+    def __init__(self, app: Any, meter: ServerMeter) -> None:
+        self.app = app
+        self.meter = meter
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if UNMETERED in str(environ.get("HTTP_USER_AGENT", "")) or str(
+            environ.get("PATH_INFO", "")
+        ).startswith("/moto-api"):
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        length = environ.get("CONTENT_LENGTH")
+        stream = environ["wsgi.input"]
+        if length:
+            body = stream.read(int(length))
+        elif environ.get("wsgi.input_terminated"):  # chunked: werkzeug ends the stream
+            body = stream.read()
+        else:
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        call = classify(environ, body)
+        if call is None or (call.service == "lambda" and call.operation == "Invoke"):
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        headers = {
+            "x-amz-decoded-content-length": str(
+                environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH", "")
+            )
+        }
+        ticket = self.meter.begin(call, body, headers)
+        answered: list[int] = []
+
+        def capture(status: str, response_headers: Any, exc_info: Any = None) -> Any:
+            answered.append(int(status.split(" ", 1)[0]))
+            if exc_info is not None:
+                return start_response(status, response_headers, exc_info)
+            return start_response(status, response_headers)
+
+        result = self.app(environ, capture)
+        try:
+            chunks = list(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        self.meter.finish(
+            ticket, answered[0] if answered else 500, b"".join(chunks), environ.get("PATH_INFO", "")
+        )
+        return chunks
+
+
 class MotoServer:
-    """``moto.server.ThreadedMotoServer`` with the Lambda router in front."""
+    """``moto.server.ThreadedMotoServer`` with the Lambda router in front, and the request
+    meter in front of that (``meter``)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.moto_server.werkzeug_app import (
@@ -102,8 +165,13 @@ class MotoServer:
         )
 
         self.router = LambdaRouter(DomainDispatcherApplication(create_backend_app))
+        self.meter = ServerMeter(MotoImages(), history=self.execution_history)
         self._server: BaseWSGIServer = make_server(
-            host, port, self.router, threaded=True, request_handler=MotoRequestHandler
+            host,
+            port,
+            MeteringLayer(self.router, self.meter),
+            threaded=True,
+            request_handler=MotoRequestHandler,
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
@@ -117,6 +185,26 @@ class MotoServer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def execution_history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """A Step Functions execution's history events, read over this server's API (not
+        counted: the client says ``UNMETERED``)."""
+        import boto3
+        from botocore.config import Config
+
+        region = execution_arn.split(":")[3]
+        client = boto3.session.Session().client(
+            "stepfunctions",
+            region_name=region,
+            endpoint_url=self.url,  # moto's dummy credentials: the local stack's environment
+            config=Config(user_agent_extra=UNMETERED, retries={"max_attempts": 2}),
+        )
+        events: list[dict[str, Any]] = []
+        for page in client.get_paginator("get_execution_history").paginate(
+            executionArn=execution_arn
+        ):
+            events.extend(page.get("events", []))
+        return events
 
     def stop(self) -> None:
         self._server.shutdown()

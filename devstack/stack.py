@@ -3,8 +3,10 @@
 1. AWS credentials forced to moto's dummies and ``AWS_ENDPOINT_URL`` pointed at a moto
    server on 127.0.0.1 (in this process; Step Functions execution switched on), so nothing
    here can reach a real account.
-2. The CDK app synthesized with ``LOCAL_STACK_SETTINGS`` (cached under build/cfn-moto) and
-   deployed into moto through its CloudFormation, the whole template.
+2. The CDK app synthesized with ``local_stack_settings()`` (``LOCAL_STACK_SETTINGS`` plus the
+   agent modules of ``SWITCHYARD_AGENT_MODULES``, so their pipelines get state machines;
+   cached under build/cfn-moto) and deployed into moto through its CloudFormation, the whole
+   template.
 3. The template read back (``devstack.topology``): each function in container processes
    with its deployed environment; a poller per event-source mapping; the schedules. Lambda
    Invoke on the moto endpoint (what Step Functions' task states call) reaches the same
@@ -33,7 +35,7 @@ from devstack.gateway import LocalGateway
 from devstack.motoserver import FunctionFailed, MotoServer
 from devstack.pollers import QueuePoller
 from devstack.scheduler import Scheduler, UnknownSchedule
-from devstack.stack_settings import DEV_TENANT, LOCAL_STACK_SETTINGS, DevOptions
+from devstack.stack_settings import DEV_TENANT, DevOptions, local_stack_settings
 from devstack.supervisor import WorkerSupervisor, worker_environment
 from devstack.topology import Topology, read_topology
 from infra.constants import API_HANDLER, AUTHORIZER_HANDLER
@@ -80,12 +82,18 @@ class LocalStack:
             deployed, template = self._deploy()
             self.topology = read_topology(template, deployed)
             self.overrides = {**self._local_overrides(), **self._secrets()}
+            meter = self._moto.meter if self._moto is not None else None
             self._functions = LocalFunctions(
                 self.topology.functions,
                 self.overrides,
                 base_env=os.environ,
                 log_dir=self.options.state_dir / "logs",
                 concurrency=self.options.function_concurrency,
+                on_invoke=(
+                    (lambda name, s, failed: meter.invoked(name, s, error=failed))
+                    if meter is not None
+                    else None
+                ),
             )
             self._route_lambda(deployed)
             self.gateway.gateway = Gateway(
@@ -169,7 +177,7 @@ class LocalStack:
         self.report("synthesizing the CDK app (cached in build/cfn-moto after the first run)")
         assembly = synthesize_in_child()
         deployed = deploy_template(
-            LOCAL_STACK_SETTINGS, endpoint_url=self.moto_url, resource_types=None
+            local_stack_settings(), endpoint_url=self.moto_url, resource_types=None
         )
         self.stack_name = deployed.name
         self.outputs = dict(deployed.outputs)
@@ -258,6 +266,13 @@ class LocalStack:
             if self.supervisor is None and self._worker_env:
                 self._start_workers()
             return 200, {"workers": self.supervisor.describe() if self.supervisor else []}
+        if path == "/_local/metering" and method in ("GET", "DELETE") and self._moto is not None:
+            # What the stack asked AWS for since the last reset (DELETE: read and reset).
+            meter = self._moto.meter
+            snapshot = meter.snapshot()
+            if method == "DELETE":
+                meter.reset()
+            return 200, snapshot
         if method == "GET" and path == "/_local/schedules":
             return 200, {"schedules": self.scheduler.describe() if self.scheduler else []}
         fire = _FIRE.match(path)

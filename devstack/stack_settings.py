@@ -4,6 +4,8 @@ model; demo trigger rules for tenant "dev")."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,17 @@ LOCAL_STACK_SETTINGS: dict[str, Any] = {
         ],
     },
 }
+
+
+def local_stack_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``LOCAL_STACK_SETTINGS`` with the agent modules of ``SWITCHYARD_AGENT_MODULES`` (the
+    environment of `make dev`) as the stack's ``agent_modules``: their pipelines are compiled
+    into the template (a state machine each), as a deploy with that setting would have them."""
+    env = os.environ if environ is None else environ
+    modules = [m.strip() for m in env.get("SWITCHYARD_AGENT_MODULES", "").split(",") if m.strip()]
+    if not modules:
+        return LOCAL_STACK_SETTINGS
+    return {**LOCAL_STACK_SETTINGS, "agent_modules": modules}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack.stack_settings import LOCAL_STACK_SETTINGS
+from devstack.stack_settings import local_stack_settings
 
 
 def synthesize_in_child(timeout_s: float = 300.0) -> Path:
@@ -34,7 +34,7 @@ def synthesize_in_child(timeout_s: float = 300.0) -> Path:
 def main() -> int:
     from shared.dal.local import synthesized_assembly
 
-    print(synthesized_assembly(LOCAL_STACK_SETTINGS))
+    print(synthesized_assembly(local_stack_settings()))
     return 0
 
 

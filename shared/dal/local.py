@@ -874,14 +874,15 @@ _SETTINGS_OUTPUTS = {
 
 def template_key(stack_settings: Mapping[str, Any] | None = None) -> str:
     """What a synthesized assembly depends on: every file under ``infra/`` and of what it
-    compiles (pipelines, agents, trigger rules), ``cdk.json``, the installed CDK library and
-    the stack settings."""
+    compiles (pipelines, agents, trigger rules, the settings' ``agent_modules``), ``cdk.json``,
+    the installed CDK library and the stack settings."""
     from importlib.metadata import version
 
     digest = hashlib.sha256(version("aws-cdk-lib").encode())
     # The template also compiles the pipelines (and checks agents and trigger rules).
     sources = [_ROOT / "infra", _ROOT / "agents", _ROOT / "shared" / "pipelines"]
     sources += [_ROOT / "shared" / "agents", _ROOT / "shared" / "logic" / "triggers.py"]
+    sources += _module_sources((stack_settings or {}).get("agent_modules") or ())
     files = sorted(
         p
         for source in sources
@@ -890,9 +891,28 @@ def template_key(stack_settings: Mapping[str, Any] | None = None) -> str:
     )
     for path in [*files, _ROOT / "cdk.json"]:
         if path.exists():
-            digest.update(path.relative_to(_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+            name = path.relative_to(_ROOT) if path.is_relative_to(_ROOT) else path
+            digest.update(name.as_posix().encode() + b"\0" + path.read_bytes())
     digest.update(json.dumps(stack_settings or {}, sort_keys=True).encode())
     return digest.hexdigest()[:20]
+
+
+def _module_sources(modules: Collection[str]) -> list[Path]:
+    """The source of each agent module the stack compiles (a package: its directory), found
+    without importing it; a module that cannot be found adds nothing (the synth will say)."""
+    import importlib.util
+
+    found: list[Path] = []
+    for name in modules:
+        try:
+            spec = importlib.util.find_spec(str(name))
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or not Path(spec.origin).exists():
+            continue
+        origin = Path(spec.origin)
+        found.append(origin.parent if spec.submodule_search_locations else origin)
+    return found
 
 
 def synthesized_assembly(

@@ -9,14 +9,20 @@ boto3 put on the wire (one count per API call; botocore's own retries are not re
     meter.attach(blobs.client)
     ...
     meter.count("dynamodb", "PutItem"), meter.writes("dynamodb"), meter.body_bytes("dynamodb")
+
+The sizing helpers (``wire_item_size``, ``raw_binary``, ``write_units``, ``read_units``,
+``body_size``) are shared with the local stack's server-side meter (``devstack.metering``),
+which sees the same wire format from the other end.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from shared.dal.dynamodb import attribute_size
@@ -24,6 +30,10 @@ from shared.dal.dynamodb import attribute_size
 DYNAMODB_WRITES = frozenset(
     {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 )
+DYNAMODB_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
+# DynamoDB's request units: a write is billed per 1 KB of item, a read per 4 KB.
+WRITE_UNIT_BYTES = 1024
+READ_UNIT_BYTES = 4096
 
 
 class RequestMeter:
@@ -49,7 +59,7 @@ class RequestMeter:
         service = str(model.service_model.endpoint_prefix)
         operation = str(model.name)
         body = params.get("body") if isinstance(params, dict) else None
-        size = _size(body)
+        size = body_size(body)
         items = _items_written(service, operation, body)
         stored = _stored_bytes(service, operation, body)
         with self._lock:
@@ -114,7 +124,20 @@ def _match(key: tuple[str, str], service: str | None, operation: str | None) -> 
     return (service is None or key[0] == service) and (operation is None or key[1] == operation)
 
 
-def _size(body: Any) -> int:
+def write_units(item_bytes: int) -> int:
+    """Write request units for writing one item of ``item_bytes`` (at least 1; a
+    transaction's items cost twice this)."""
+    return max(1, math.ceil(item_bytes / WRITE_UNIT_BYTES))
+
+
+def read_units(item_bytes: int, *, consistent: bool = True) -> float:
+    """Read request units for reading ``item_bytes`` (one item, or a Query's items summed):
+    one per 4 KB, at least one, half as much when eventually consistent."""
+    units = max(1, math.ceil(item_bytes / READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2
+
+
+def body_size(body: Any) -> int:
     if body is None:
         return 0
     if isinstance(body, bytes | bytearray | memoryview):
@@ -151,7 +174,7 @@ def _items_written(service: str, operation: str, body: Any) -> int:
 
 def _stored_bytes(service: str, operation: str, body: Any) -> int:
     if service == "s3":
-        return _size(body) if operation == "PutObject" else 0
+        return body_size(body) if operation == "PutObject" else 0
     if service != "dynamodb" or operation not in DYNAMODB_WRITES:
         return 0
     try:
@@ -159,13 +182,13 @@ def _stored_bytes(service: str, operation: str, body: Any) -> int:
     except (TypeError, ValueError):
         return 0
     if operation == "PutItem":
-        return _wire_item_size(request.get("Item", {}))
+        return wire_item_size(request.get("Item", {}))
     if operation == "UpdateItem":
         return _update_size(request)
     total = 0
     for entry in request.get("TransactItems", []):
         if "Put" in entry:
-            total += _wire_item_size(entry["Put"].get("Item", {}))
+            total += wire_item_size(entry["Put"].get("Item", {}))
         elif "Update" in entry:
             total += _update_size(entry["Update"])
     return total
@@ -173,23 +196,38 @@ def _stored_bytes(service: str, operation: str, body: Any) -> int:
 
 def _update_size(request: dict[str, Any]) -> int:
     values = request.get("ExpressionAttributeValues", {})
-    return sum(attribute_size(_raw_binary(v)) for v in values.values())
+    return sum(attribute_size(raw_binary(v)) for v in values.values())
 
 
-def _wire_item_size(item: dict[str, Any]) -> int:
-    return sum(len(k.encode("utf-8")) + attribute_size(_raw_binary(v)) for k, v in item.items())
+def wire_item_size(item: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB counts for an item in the wire format (attribute values, binaries as
+    base64 text): attribute names plus values, binaries at their raw length."""
+    return sum(len(k.encode("utf-8")) + attribute_size(raw_binary(v)) for k, v in item.items())
 
 
-def _raw_binary(attribute: dict[str, Any]) -> dict[str, Any]:
+def raw_binary(attribute: Mapping[str, Any]) -> Mapping[str, Any]:
     """A wire attribute value with base64 binaries decoded, as DynamoDB sizes them."""
     ((kind, raw),) = attribute.items()
     if kind == "B":
-        return {"B": base64.b64decode(raw)}
+        return {"B": raw if isinstance(raw, bytes | bytearray) else base64.b64decode(raw)}
+    if kind == "BS":
+        return {"BS": [b if isinstance(b, bytes | bytearray) else base64.b64decode(b) for b in raw]}
     if kind == "M":
-        return {"M": {k: _raw_binary(v) for k, v in raw.items()}}
+        return {"M": {k: raw_binary(v) for k, v in raw.items()}}
     if kind == "L":
-        return {"L": [_raw_binary(v) for v in raw]}
+        return {"L": [raw_binary(v) for v in raw]}
     return attribute
 
 
-__all__ = ["DYNAMODB_WRITES", "RequestMeter"]
+__all__ = [
+    "DYNAMODB_READS",
+    "DYNAMODB_WRITES",
+    "READ_UNIT_BYTES",
+    "WRITE_UNIT_BYTES",
+    "RequestMeter",
+    "body_size",
+    "raw_binary",
+    "read_units",
+    "wire_item_size",
+    "write_units",
+]
