@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -136,6 +137,34 @@ def metrics_single(
         yield
 
 
+def emit_emf(
+    namespace: str,
+    metrics: dict[str, tuple[MetricUnit, float]],
+    *,
+    dimensions: dict[str, str],
+    dimension_sets: list[list[str]],
+) -> None:
+    """One EMF document with several dimension sets (Powertools' metrics carry one set),
+    so CloudWatch aggregates the same values by each set without a second line."""
+    document: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": int(datetime.now(UTC).timestamp() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": dimension_sets,
+                    "Metrics": [
+                        {"Name": name, "Unit": unit.value} for name, (unit, _) in metrics.items()
+                    ],
+                }
+            ],
+        },
+        **dimensions,
+        **{name: value for name, (_, value) in metrics.items()},
+    }
+    print(json.dumps(document, separators=(",", ":")), flush=True)
+
+
 class Spans:
     """Trace subsegments around model calls, tool calls and journal writes."""
 
@@ -173,6 +202,7 @@ class PowertoolsObserver:
     """
 
     def __init__(self, service: str, *, spans: Spans | None = None) -> None:
+        self.service = service
         self.logger = get_logger(service)
         self.metrics = new_metrics(service)
         self.spans = spans or Spans(service)
@@ -201,8 +231,22 @@ class PowertoolsObserver:
         )
         count(self.metrics, "Steps", agent=run.agent)
         milliseconds(self.metrics, "StepLatency", latency_ms, agent=run.agent)
-        count(self.metrics, "InputTokens", value=usage.input_tokens, agent=run.agent)
-        count(self.metrics, "OutputTokens", value=usage.output_tokens, agent=run.agent)
+        # Tokens and cost, by agent and by tenant: one EMF document, two dimension sets.
+        emit_emf(
+            self.metrics.namespace,
+            {
+                "InputTokens": (MetricUnit.Count, usage.input_tokens),
+                "OutputTokens": (MetricUnit.Count, usage.output_tokens),
+                "CacheReadInputTokens": (MetricUnit.Count, usage.cache_read_input_tokens),
+                "CacheCreationInputTokens": (
+                    MetricUnit.Count,
+                    usage.cache_creation_input_tokens,
+                ),
+                "CostUsd": (MetricUnit.NoUnit, usage.cost_usd),
+            },
+            dimensions={"service": self.service, "agent": run.agent, "tenant": run.tenant},
+            dimension_sets=[["service", "agent"], ["service", "tenant"]],
+        )
 
     def tool_completed(
         self, run: Run, *, step: int, name: str, latency_ms: float, is_error: bool
@@ -228,3 +272,18 @@ class PowertoolsObserver:
         self, name: str, **annotations: str | int | float | bool
     ) -> contextlib.AbstractContextManager[None]:
         return self.spans.span(name, **annotations)
+
+    def throttled(self, model: str, wait_s: float, reason: str) -> None:
+        self.logger.info(
+            "model call waits for rate limits",
+            extra={"model": model, "wait_s": round(wait_s, 3), "reason": reason},
+        )
+        milliseconds(self.metrics, "RateLimitWait", wait_s * 1000, model=model, reason=reason)
+        if reason == "429":
+            count(self.metrics, "ProviderRateLimited", model=model)
+
+    def fell_back(self, model: str, to_model: str, reason: str) -> None:
+        self.logger.warning(
+            "model failed over", extra={"model": model, "to_model": to_model, "reason": reason}
+        )
+        count(self.metrics, "ModelFallbacks", model=model, reason=reason)

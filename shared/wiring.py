@@ -16,6 +16,7 @@ from shared.jobs.base import JobStore, Workflows
 from shared.logic.service import CompletionHook, Services
 from shared.pipelines.registry import PipelineRegistry
 from shared.providers.base import Provider
+from shared.ratelimit import RateLimitStore
 from shared.runtime.observer import RunObserver
 from shared.tenancy.base import ControlStore
 from shared.usage.factory import build_usage_recorder
@@ -50,10 +51,12 @@ def build_services(
         from shared.jobs.memory import MemoryJobStore, MemoryWorkflows
         from shared.journal.memory import MemoryJournal
         from shared.queue.memory import MemoryQueue
+        from shared.ratelimit.memory import MemoryRateLimitStore
         from shared.tenancy.memory import MemoryControlStore
 
         journal, control, queue = MemoryJournal(), MemoryControlStore(), MemoryQueue()
         jobs, workflows = MemoryJobStore(), MemoryWorkflows()
+        rate_limits: RateLimitStore = MemoryRateLimitStore()
     else:
         from shared.dal.sqs import SqsRunQueue
         from shared.dal.stepfunctions import SfnWorkflows
@@ -64,8 +67,11 @@ def build_services(
         journal = DynamoJournal.from_settings(settings)  # type: ignore[assignment]
         control = DynamoControlStore.from_settings(settings)  # type: ignore[assignment]
         queue = SqsRunQueue.from_settings(settings)  # type: ignore[assignment]
+        from shared.ratelimit.dynamodb import DynamoRateLimitStore
+
         jobs = DynamoJobStore.from_settings(settings)
         workflows = SfnWorkflows.from_settings(settings)
+        rate_limits = DynamoRateLimitStore.from_settings(settings)
     agents = registry or AgentRegistry.from_modules(settings.agent_modules)
     pipelines = pipeline_registry or PipelineRegistry.from_modules(settings.agent_modules)
     return Services(
@@ -78,6 +84,7 @@ def build_services(
         workflows=workflows,
         pipelines=pipelines,
         usage=build_usage_recorder(settings, backend or settings.backend),
+        rate_limits=rate_limits,
         make_provider=make_provider,
         secrets=secrets or {},
         on_complete=on_complete,

@@ -106,6 +106,8 @@ class ConsumerOptions:
     visibility_s: int = 30
     drain_timeout_s: float = 25.0
     thread_backoff_s: int = 5
+    # No new runs while a model call would wait longer than this for rate limits.
+    backpressure_wait_s: float = 5.0
 
     @classmethod
     def from_services(cls, svc: Services) -> ConsumerOptions:
@@ -117,6 +119,7 @@ class ConsumerOptions:
             visibility_s=max(1, math.ceil(s.lease_ttl_s)),
             drain_timeout_s=s.worker_drain_timeout_s,
             thread_backoff_s=s.worker_thread_backoff_s,
+            backpressure_wait_s=s.backpressure_wait_s,
         )
 
 
@@ -146,6 +149,7 @@ class Consumer:
         self._token_beats: dict[str, float] = {}
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.max_in_flight = 0
+        self._held_back = False
         runtime = svc.runtime()
         self._chained_heartbeat = runtime.on_heartbeat
         runtime.on_heartbeat = self._on_heartbeat
@@ -183,11 +187,13 @@ class Consumer:
         try:
             while not self.stopping:
                 self._stamp()
+                await self.svc.usage.flush()  # when due: an idle worker still writes its counts
                 free = self.options.concurrency - self.in_flight
-                if free <= 0:
+                pressure = self._backpressure()
+                if free <= 0 or pressure > 0:
                     await asyncio.wait(
                         {*self._tasks, stop_waiter},
-                        timeout=IDLE_TICK_S,
+                        timeout=min(IDLE_TICK_S, pressure) if pressure > 0 else IDLE_TICK_S,
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                     continue
@@ -218,8 +224,27 @@ class Consumer:
         finally:
             stop_waiter.cancel()
             await self._drain(receiving)
+            await self._write_counts()
             self._stamp()
         self.logger.info("worker stopped", extra={"outcomes": self._outcome_counts()})
+
+    def _backpressure(self) -> float:
+        """Seconds to hold off receiving: the rate limits would make new runs wait longer
+        than ``backpressure_wait_s`` for their first call, so they stay in the queue (where
+        any worker with room, or this one later, takes them) instead of holding a slot and
+        a lease here. 0: receive."""
+        pressure = self.svc.runtime().gateway.pressure_s()
+        if pressure <= self.options.backpressure_wait_s:
+            self._held_back = False
+            return 0.0
+        if not self._held_back:
+            self._held_back = True
+            count(self.metrics, "WorkerBackpressure")
+            self.logger.info(
+                "rate limits saturated: not taking new runs",
+                extra={"wait_s": round(pressure, 1), "in_flight": self.in_flight},
+            )
+        return pressure - self.options.backpressure_wait_s
 
     def _start(self, message: QueueMessage) -> None:
         if self.stopping:
@@ -262,6 +287,17 @@ class Consumer:
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+
+    async def _write_counts(self) -> None:
+        """What this process still holds of usage counts and rate-limit reconciliations."""
+        await self.svc.usage.flush(force=True)
+        try:
+            await self.svc.runtime().gateway.flush()
+        except Exception as exc:
+            # Lost give-backs only leave the shared buckets conservative for a period.
+            self.logger.warning(
+                "cannot write rate-limit reconciliations", extra={"error": str(exc)}
+            )
 
     def _stamp(self) -> None:
         if self.health is not None:

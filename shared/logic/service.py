@@ -27,6 +27,7 @@ from shared.errors import (
     RunNotFoundError,
     RuntimeStateError,
 )
+from shared.gateway.factory import build_gateway
 from shared.ids import new_run_id
 from shared.jobs.base import JobStore, Workflows
 from shared.journal.base import Journal
@@ -44,7 +45,9 @@ from shared.models.events import Event
 from shared.models.run import Run, RunPage, RunStatus, Shape
 from shared.pipelines.registry import PipelineRegistry
 from shared.providers.base import Provider
+from shared.providers.pricing import PriceTable
 from shared.queue.base import RunMessage, RunQueue
+from shared.ratelimit import RateLimitStore
 from shared.runtime import AgentRuntime, RuntimeOptions
 from shared.runtime.observer import RunObserver
 from shared.runtime.state import replay
@@ -71,6 +74,7 @@ class Services:
     workflows: Workflows = field(default_factory=lambda: _memory_workflows())
     pipelines: PipelineRegistry = field(default_factory=PipelineRegistry)
     usage: UsageRecorder = field(default_factory=lambda: _memory_usage())
+    rate_limits: RateLimitStore = field(default_factory=lambda: _memory_rate_limits())
     secrets: Mapping[str, str] = field(default_factory=dict)
     on_complete: CompletionHook | None = None
     owner: str | None = None
@@ -79,15 +83,22 @@ class Services:
 
     def runtime(self) -> AgentRuntime:
         if self._runtime is None:
+            provider = self.make_provider()
+            settings = self.settings
+            budgets = settings.daily_budget_usd if settings.tenant_daily_budget_usd else None
             self._runtime = AgentRuntime(
                 self.journal,
-                self.make_provider(),
+                provider,
                 self.registry,
-                options=RuntimeOptions(lease_ttl_s=self.settings.lease_ttl_s),
+                options=RuntimeOptions(lease_ttl_s=settings.lease_ttl_s),
+                prices=PriceTable.from_settings(settings.prices),
                 owner=self.owner,
                 secrets=self.secrets,
                 history=ThreadHistory(self.journal, self.control).load,
                 observer=self.observer,
+                gateway=build_gateway(settings, provider, self.rate_limits, self.observer),
+                usage=self.usage,
+                daily_budget=budgets,
             )
         return self._runtime
 
@@ -96,6 +107,12 @@ def _memory_jobs() -> JobStore:
     from shared.jobs.memory import MemoryJobStore
 
     return MemoryJobStore()
+
+
+def _memory_rate_limits() -> RateLimitStore:
+    from shared.ratelimit.memory import MemoryRateLimitStore
+
+    return MemoryRateLimitStore()
 
 
 def _memory_usage() -> UsageRecorder:
@@ -212,6 +229,8 @@ async def _run_inline(svc: Services, run: Run) -> Submitted:
     except TimeoutError:
         # A single call outlived the budget: the runtime released the run unfinished.
         result = await svc.journal.get_run(run.run_id)
+    # A Lambda may be frozen once it answers: its counters are written before it does.
+    await svc.usage.flush(force=True)
     if result.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         await svc.queue.send(RunMessage(run_id=run.run_id))
         return Submitted(run=result, created=True, promoted=True)

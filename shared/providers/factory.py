@@ -11,5 +11,7 @@ def build_provider(settings: Settings, *, offline_latency_s: float = 0.0) -> Pro
     if settings.provider == "anthropic":
         from shared.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider()
+        # The gateway decides retries (and waits out 429s for every process): the SDK's
+        # own would retry behind its back and hide the 429s from the shared buckets.
+        return AnthropicProvider(max_retries=0)
     return OfflineProvider(latency_s=offline_latency_s)

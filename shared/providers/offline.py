@@ -24,6 +24,8 @@ _OPTIONS = re.compile(r"one of:\s*([^\n.]+)", re.IGNORECASE)
 
 
 class OfflineProvider:
+    key_id = "offline"  # the gateway's bucket prefix: there is no key
+
     def __init__(self, *, latency_s: float = 0.0, model_suffix: str = "") -> None:
         self.latency_s = latency_s
         self.model_suffix = model_suffix

@@ -7,8 +7,11 @@ costing nothing, so budgets still bind on a model the table does not know yet.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict
 
+from shared.config import PriceSetting
 from shared.models.run import Usage
 
 
@@ -44,6 +47,21 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 
 
 class PriceTable:
+    @classmethod
+    def from_settings(cls, overrides: Mapping[str, PriceSetting]) -> PriceTable:
+        """The maintained table with the deployment's overrides (``SWITCHYARD_PRICES``); an
+        override without cache prices gets them from its input price, as the list does."""
+        prices = dict(DEFAULT_PRICES)
+        for prefix, p in overrides.items():
+            base = ModelPrice.from_input_output(p.input, p.output)
+            prices[prefix] = base.model_copy(
+                update={
+                    "cache_write": base.cache_write if p.cache_write is None else p.cache_write,
+                    "cache_read": base.cache_read if p.cache_read is None else p.cache_read,
+                }
+            )
+        return cls(prices)
+
     def __init__(self, prices: dict[str, ModelPrice] | None = None) -> None:
         self._prices = dict(DEFAULT_PRICES if prices is None else prices)
         self._prefixes = sorted((k for k in self._prices if k != "default"), key=len, reverse=True)

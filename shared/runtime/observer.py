@@ -32,6 +32,11 @@ class RunObserver(Protocol):
         self, name: str, **annotations: str | int | float | bool
     ) -> contextlib.AbstractContextManager[None]: ...
 
+    # The gateway's (``shared.gateway.GatewayObserver``): not per run, per model call.
+    def throttled(self, model: str, wait_s: float, reason: str) -> None: ...
+
+    def fell_back(self, model: str, to_model: str, reason: str) -> None: ...
+
 
 class NullObserver:
     def run_started(self, run: Run, *, step: int, resumed: bool) -> None:
@@ -53,6 +58,12 @@ class NullObserver:
     @contextlib.contextmanager
     def span(self, name: str, **annotations: str | int | float | bool) -> Iterator[None]:
         yield
+
+    def throttled(self, model: str, wait_s: float, reason: str) -> None:
+        return None
+
+    def fell_back(self, model: str, to_model: str, reason: str) -> None:
+        return None
 
 
 class UsageSink(Protocol):

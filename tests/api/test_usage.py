@@ -406,10 +406,6 @@ def test_counters_that_cannot_be_read_are_503_unavailable(
 # ---- the runtime's part --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runtime does not record usage yet (svc.usage.record after each model step)",
-)
 def test_runs_executed_through_the_api_are_counted(gw: Gateway, acme: str, svc: Services) -> None:
     triage = [gw.post("/v1/runs", json_body=TRIAGE, key=acme).json() for _ in range(2)]
     assert [r["status"] for r in triage] == ["succeeded", "succeeded"]
