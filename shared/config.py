@@ -91,6 +91,9 @@ class Settings(BaseModel):
     # is limited by what the provider's rate-limit headers say once it has answered.
     rate_limits: dict[str, RateLimitSetting] = Field(default_factory=dict)
     rate_limit_period_s: float = Field(default=60.0, gt=0, le=3600)
+    # Up to this many calls' worth reserved in one write while a bucket is more than half
+    # full (1: a write per call).
+    rate_limit_prefetch: int = Field(default=8, ge=1, le=64)
     # A worker stops taking new runs while a model call would wait longer than this.
     backpressure_wait_s: float = Field(default=5.0, ge=0)
     # Calls to one model that fail with a retryable error (5xx, timeouts) before the gateway
@@ -147,6 +150,7 @@ class Settings(BaseModel):
             "worker_health_max_age_s": "SWITCHYARD_WORKER_HEALTH_MAX_AGE_S",
             "worker_thread_backoff_s": "SWITCHYARD_WORKER_THREAD_BACKOFF_S",
             "rate_limit_period_s": "SWITCHYARD_RATE_LIMIT_PERIOD_S",
+            "rate_limit_prefetch": "SWITCHYARD_RATE_LIMIT_PREFETCH",
             "backpressure_wait_s": "SWITCHYARD_BACKPRESSURE_WAIT_S",
             "provider_attempts": "SWITCHYARD_PROVIDER_ATTEMPTS",
             "usage_flush_s": "SWITCHYARD_USAGE_FLUSH_S",

@@ -22,6 +22,9 @@ def build_gateway(
         store=store,
         limits=LimitTable(settings.rate_limits, settings.rate_limit_period_s),
         key_id=getattr(provider, "key_id", settings.provider),
-        options=GatewayOptions(attempts_per_model=settings.provider_attempts),
+        options=GatewayOptions(
+            attempts_per_model=settings.provider_attempts,
+            prefetch_calls=settings.rate_limit_prefetch,
+        ),
         observer=observer,
     )

@@ -95,6 +95,18 @@ class GatewayCall:
 class GatewayOptions:
     attempts_per_model: int = 1
     backoff_s: tuple[float, ...] = BACKOFF_S
+    # While a bucket is more than half full, one write reserves up to this many calls'
+    # worth; this process serves the rest from that allowance without a write.
+    prefetch_calls: int = 1
+    # An allowance older than this is given back: the provider counts a call when it is
+    # made, so capacity taken long before would be counted in the wrong window.
+    prefetch_ttl_s: float = 5.0
+
+
+@dataclass
+class _Allowance:
+    amounts: Amounts
+    until: float
 
 
 @dataclass
@@ -139,6 +151,8 @@ class ModelGateway:
         self._remaining: dict[str, Remaining] = {}
         # When this process last looked for limits learned elsewhere, per unlimited bucket.
         self._looked_up: dict[str, float] = {}
+        # Capacity this process reserved ahead, per bucket (``prefetch_calls``).
+        self._allowance: dict[str, _Allowance] = {}
 
     def bucket(self, model: str) -> str:
         return f"{self.key_id}:{model}"
@@ -149,7 +163,10 @@ class ModelGateway:
         return max((until - now for until in self._busy_until.values()), default=0.0)
 
     async def flush(self) -> None:
-        """Write the reconciliations still carried (a worker stopping calls this)."""
+        """Write the reconciliations still carried and give back unused allowances (a worker
+        stopping calls this)."""
+        for bucket in list(self._allowance):
+            self._carry[bucket] = self._carry.get(bucket, NOTHING) + self._return_allowance(bucket)
         carried, self._carry = self._carry, {}
         for bucket, delta in carried.items():
             limits = self._limits_of(bucket)
@@ -239,21 +256,66 @@ class ModelGateway:
         if limits is None:
             return NOTHING
         take = reservation(request)
+        if self._from_allowance(bucket, take):
+            return take
+        prefetching = True
         while True:
-            carry = self._carry.pop(bucket, NOTHING)
-            acquired = await self.store.acquire(
-                bucket, take, limits, now=self._clock(), carry=carry
-            )
+            carry = self._carry.pop(bucket, NOTHING) + self._return_allowance(bucket)
+            extra = self._prefetch(bucket, take, limits) if prefetching else NOTHING
+            now = self._clock()
+            acquired = await self.store.acquire(bucket, take + extra, limits, now=now, carry=carry)
             if acquired.limits is not None and acquired.limits != self._learned.get(bucket):
                 self._learned[bucket] = acquired.limits
                 limits = self._limits_for(bucket, model) or limits
             if acquired.granted:
                 self._busy_until.pop(bucket, None)
                 self._remaining[bucket] = acquired.remaining
+                if not extra.is_zero:
+                    self._allowance[bucket] = _Allowance(extra, now + self.options.prefetch_ttl_s)
                 return take
             self._carry[bucket] = self._carry.get(bucket, NOTHING) + carry
+            if not extra.is_zero:
+                prefetching = False  # the bucket is busier than this process thought
+                continue
             self._busy_until[bucket] = self._clock() + acquired.wait_s
             await self._wait(model, acquired.wait_s, "limit", trip, max_wait_s)
+
+    def _from_allowance(self, bucket: str, take: Amounts) -> bool:
+        allowance = self._allowance.get(bucket)
+        if allowance is None or self._clock() >= allowance.until:
+            return False
+        if not allowance.amounts.covers(take):
+            return False
+        allowance.amounts = allowance.amounts + (-take)
+        return True
+
+    def _return_allowance(self, bucket: str) -> Amounts:
+        """What is left of this process's allowance, as a give-back for the next take."""
+        allowance = self._allowance.pop(bucket, None)
+        return NOTHING if allowance is None else -allowance.amounts
+
+    def _prefetch(self, bucket: str, take: Amounts, limits: RateLimits) -> Amounts:
+        """More calls' worth to reserve with this one: none unless the bucket was more than
+        half full after this process's last take, up to ``prefetch_calls - 1`` when full."""
+        most = self.options.prefetch_calls - 1
+        remaining = self._remaining.get(bucket)
+        if most <= 0 or remaining is None:
+            return NOTHING
+        fullness = min(
+            remaining.requests / limits.requests,
+            remaining.input_tokens / limits.input_tokens,
+            remaining.output_tokens / limits.output_tokens,
+        )
+        extra_calls = round((fullness - 0.5) * 2 * most)
+        # Never so much that the whole take would exceed a dimension's capacity.
+        for have, need in (
+            (limits.requests, take.requests),
+            (limits.input_tokens, take.input_tokens),
+            (limits.output_tokens, take.output_tokens),
+        ):
+            if need > 0:
+                extra_calls = min(extra_calls, have // need - 1)
+        return take * extra_calls if extra_calls > 0 else NOTHING
 
     async def _wait(
         self, model: str, wait_s: float, reason: str, trip: _Trip, max_wait_s: float | None

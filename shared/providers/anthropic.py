@@ -5,10 +5,19 @@ a model do not pay for it. The SDK retries 429, 529, 5xx and connection failures
 honouring ``retry-after`` / ``retry-after-ms``; whatever still fails is wrapped into a
 ``ProviderError`` whose ``retryable`` flag tells the runtime whether a redelivery can help, and
 a ``ProviderOverloadedError`` makes the runtime fall back along the agent's model chain.
+
+A response's ``anthropic-ratelimit-*`` headers become ``ModelResponse.rate_limits``, and an
+error's ``retry-after-ms`` / ``retry-after`` become ``ProviderError.retry_after_s``, so the
+provider gateway can pace later calls by what the API said.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
 import anthropic
@@ -16,7 +25,7 @@ from anthropic import AsyncAnthropic
 from anthropic.types import Message, MessageParam, TextBlockParam, ToolUnionParam
 
 from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLimitedError
-from shared.models.messages import ModelRequest, ModelResponse
+from shared.models.messages import ModelRequest, ModelResponse, RateLimitInfo, RateLimitWindow
 from shared.models.run import Usage
 
 _EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
@@ -24,6 +33,13 @@ _REDACTED = "[redacted]"
 # Keys whose value is the model's own JSON (a tool's input): kept verbatim, nulls included,
 # because a null there is an argument the model chose, not an absent optional field.
 _VERBATIM_KEYS = frozenset({"input"})
+_RATE_LIMIT_PREFIX = "anthropic-ratelimit-"
+# RateLimitInfo's fields and the header names the API uses for them.
+_RATE_LIMIT_WINDOWS = {
+    "requests": "requests",
+    "input_tokens": "input-tokens",
+    "output_tokens": "output-tokens",
+}
 
 
 class AnthropicProvider:
@@ -67,17 +83,20 @@ class AnthropicProvider:
                     tools=tools,
                 ) as events:
                     message: Message = await events.get_final_message()
+                    headers: Mapping[str, str] = events.response.headers
             else:
-                message = await self.client.messages.create(
+                raw = await self.client.messages.with_raw_response.create(
                     model=request.model,
                     max_tokens=request.max_tokens,
                     system=system,
                     messages=messages,
                     tools=tools,
                 )
+                message = await raw.parse()
+                headers = raw.headers
         except anthropic.AnthropicError as exc:
             raise _wrap(exc, request.model, self._secrets()) from exc
-        return _to_response(message)
+        return _to_response(message, rate_limits(headers))
 
     def _secrets(self) -> list[str]:
         values = (self.client.api_key, self.client.auth_token)
@@ -107,7 +126,7 @@ def _prompt(
     return system, cast(list[ToolUnionParam], tools) if tools else anthropic.omit
 
 
-def _to_response(message: Message) -> ModelResponse:
+def _to_response(message: Message, limits: RateLimitInfo | None) -> ModelResponse:
     usage = message.usage
     return ModelResponse(
         id=message.id,
@@ -120,7 +139,76 @@ def _to_response(message: Message) -> ModelResponse:
             cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
             cache_read_input_tokens=usage.cache_read_input_tokens or 0,
         ),
+        rate_limits=limits,
     )
+
+
+def rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
+    """The ``anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,reset}``
+    headers; None if there is none of them. A malformed value reads as not sent."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    windows: dict[str, RateLimitWindow] = {}
+    for field, name in _RATE_LIMIT_WINDOWS.items():
+        prefix = f"{_RATE_LIMIT_PREFIX}{name}"
+        windows[field] = RateLimitWindow(
+            limit=_count(lowered.get(f"{prefix}-limit")),
+            remaining=_count(lowered.get(f"{prefix}-remaining")),
+            reset_at=_instant(lowered.get(f"{prefix}-reset")),
+        )
+    info = RateLimitInfo(**windows)
+    # None of them, or only malformed ones: the response said nothing usable.
+    return None if info == RateLimitInfo() else info
+
+
+def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait as the response says: ``retry-after-ms``, else ``retry-after`` in
+    seconds or as an HTTP date (``now``: the wall clock, ``time.time()`` by default)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    millis = _seconds(lowered.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    value = lowered.get("retry-after")
+    seconds = _seconds(value)
+    if seconds is not None or value is None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, origin unknown
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _count(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _instant(value: str | None) -> datetime | None:
+    """An RFC 3339 time as an aware UTC datetime; None if malformed or without an offset."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return when.astimezone(UTC) if when.tzinfo is not None else None
 
 
 def _block(data: dict[str, object]) -> dict[str, Any]:
@@ -147,6 +235,7 @@ def _without_nulls(value: object) -> Any:
 def _wrap(exc: anthropic.AnthropicError, model: str, secrets: list[str]) -> ProviderError:
     """Translate an SDK failure that survived the SDK's retries."""
     if isinstance(exc, anthropic.APIStatusError):
+        wait = retry_after_s(exc.response.headers)
         kind = exc.type or _error_type(exc.body) or "error"
         detail = exc.api_message or _error_message(exc.body) or kind
         where = f"request {exc.request_id}" if exc.request_id else "no request id"
@@ -156,12 +245,16 @@ def _wrap(exc: anthropic.AnthropicError, model: str, secrets: list[str]) -> Prov
         failed = f"HTTP {status}" if status is not None else "stream failed:"
         message = _scrub(f"{model}: Anthropic API {failed} {kind} ({where}): {detail}", secrets)
         if status == 429 or kind == "rate_limit_error":
-            return ProviderRateLimitedError(message, status=status, retryable=True)
+            return ProviderRateLimitedError(
+                message, status=status, retryable=True, retry_after_s=wait
+            )
         if status == 529 or kind == "overloaded_error":
-            return ProviderOverloadedError(message, status=status, retryable=True)
+            return ProviderOverloadedError(
+                message, status=status, retryable=True, retry_after_s=wait
+            )
         # 408 and 409 (lock timeout) are transient: the SDK retries them too.
         retryable = (status or 0) >= 500 or status in (408, 409) or kind == "api_error"
-        return ProviderError(message, status=status, retryable=retryable)
+        return ProviderError(message, status=status, retryable=retryable, retry_after_s=wait)
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderError(f"{model}: Anthropic API request timed out", retryable=True)
     if isinstance(exc, anthropic.APIConnectionError):
@@ -191,4 +284,4 @@ def _scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-__all__ = ["AnthropicProvider"]
+__all__ = ["AnthropicProvider", "rate_limits", "retry_after_s"]

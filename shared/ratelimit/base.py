@@ -42,6 +42,16 @@ class Amounts:
     def __neg__(self) -> Amounts:
         return Amounts(-self.requests, -self.input_tokens, -self.output_tokens)
 
+    def __mul__(self, times: int) -> Amounts:
+        return Amounts(self.requests * times, self.input_tokens * times, self.output_tokens * times)
+
+    def covers(self, other: Amounts) -> bool:
+        return (
+            self.requests >= other.requests
+            and self.input_tokens >= other.input_tokens
+            and self.output_tokens >= other.output_tokens
+        )
+
     @property
     def is_zero(self) -> bool:
         return not (self.requests or self.input_tokens or self.output_tokens)

@@ -19,7 +19,7 @@ from shared.gateway import GatewayOptions, LimitTable, ModelGateway, ThrottledTo
 from shared.gateway.estimate import estimate_input_tokens
 from shared.models.messages import ModelRequest, ModelResponse, RateLimitInfo, RateLimitWindow
 from shared.models.run import Usage
-from shared.ratelimit import Amounts, RateLimits
+from shared.ratelimit import NOTHING, Acquired, Amounts, RateLimits
 from shared.ratelimit.memory import MemoryRateLimitStore
 from tests.support.scripted_provider import ScriptedProvider, text_response
 
@@ -280,3 +280,81 @@ async def test_flush_writes_the_carried_give_backs() -> None:
         await other.call(REQUEST, ["primary"], max_wait_s=0.0)
     await gw.flush()
     assert (await other.call(REQUEST, ["primary"])).throttled_s == 0
+
+
+class CountingStore(MemoryRateLimitStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.takes: list[Amounts] = []
+
+    async def acquire(
+        self,
+        bucket: str,
+        take: Amounts,
+        limits: RateLimits,
+        *,
+        now: float,
+        carry: Amounts = NOTHING,
+    ) -> Acquired:
+        self.takes.append(take)
+        return await super().acquire(bucket, take, limits, now=now, carry=carry)
+
+
+def prefetching(
+    provider: ScriptedProvider, time: FakeTime, store: MemoryRateLimitStore, requests: int = 100
+) -> ModelGateway:
+    room = RateLimitSetting(requests=requests, input_tokens=10**6, output_tokens=10**6)
+    roomy = {"default": room}
+    return ModelGateway(
+        provider,
+        store=store,
+        limits=LimitTable(roomy, 60.0),
+        key_id="key",
+        options=GatewayOptions(prefetch_calls=4, prefetch_ttl_s=5.0),
+        clock=time.clock,
+        sleep=time.sleep,
+        jitter=lambda s: s,
+    )
+
+
+async def test_a_roomy_bucket_is_reserved_several_calls_at_a_time() -> None:
+    time, store = FakeTime(), CountingStore()
+    gw = prefetching(answering(), time, store)
+    for _ in range(9):
+        await gw.call(REQUEST, ["primary"])
+    # The first take learns the bucket is full; later takes reserve 4 calls each.
+    assert [t.requests for t in store.takes] == [1, 4, 4]
+    taken = await store.acquire("key:primary", Amounts(), RateLimits(100, 10**6, 10**6), now=T0)
+    assert taken.remaining.requests == pytest.approx(100 - 9)
+
+
+async def test_a_bucket_less_than_half_full_is_reserved_a_call_at_a_time() -> None:
+    time, store = FakeTime(), CountingStore()
+    gw = prefetching(answering(), time, store, requests=10)
+    for _ in range(6):
+        await gw.call(REQUEST, ["primary"])
+    # 10 a minute: 9 left after the first call (2 more ahead), 6 after the second (1 more).
+    assert [t.requests for t in store.takes] == [1, 3, 2]
+
+
+async def test_an_unused_allowance_is_given_back_when_it_expires_or_on_flush() -> None:
+    time, store = FakeTime(), CountingStore()
+    gw = prefetching(answering(), time, store, requests=8)
+    await gw.call(REQUEST, ["primary"])
+    await gw.call(REQUEST, ["primary"])  # reserves 3: 4 taken in all, 2 used
+    limits = RateLimits(8, 10**6, 10**6)
+    left = await store.acquire("key:primary", Amounts(), limits, now=T0)
+    assert left.remaining.requests == pytest.approx(4)
+    await gw.flush()
+    left = await store.acquire("key:primary", Amounts(), limits, now=T0)
+    assert left.remaining.requests == pytest.approx(6)
+
+
+async def test_an_expired_allowance_is_not_used() -> None:
+    time, store = FakeTime(), CountingStore()
+    gw = prefetching(answering(), time, store)
+    await gw.call(REQUEST, ["primary"])
+    await gw.call(REQUEST, ["primary"])
+    time.now += 6  # past prefetch_ttl_s
+    await gw.call(REQUEST, ["primary"])
+    assert len(store.takes) == 3
