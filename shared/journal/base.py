@@ -45,6 +45,11 @@ class Journal(Protocol):
     async def get_run(self, run_id: str) -> Run:
         """The run item. ``RunNotFoundError`` if there is none."""
 
+    async def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was asked for: the runtime's check at every step boundary, so
+        it may read a replica a moment behind (eventually consistent, half the cost).
+        ``RunNotFoundError`` if there is no such run."""
+
     async def append(self, run_id: str, record: JournalRecord) -> None:
         """Append ``record`` at ``record.seq``; ``JournalConflictError`` if that seq exists."""
 

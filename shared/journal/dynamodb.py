@@ -215,6 +215,9 @@ class DynamoJournal:
     async def get_run(self, run_id: str) -> Run:
         return await self._io(self._get_run, run_id)
 
+    async def cancel_requested(self, run_id: str) -> bool:
+        return await self._io(self._cancel_requested, run_id)
+
     async def append(self, run_id: str, record: JournalRecord) -> None:
         await self._io(self._append, run_id, record)
 
@@ -302,6 +305,12 @@ class DynamoJournal:
         if item is None:
             raise RunNotFoundError(f"run {run_id} not found")
         return self._run_from_item(item)
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        item = self.table.get(_run_key(run_id), consistent=False)
+        if item is None:
+            raise RunNotFoundError(f"run {run_id} not found")
+        return bool(item.get("cancel_requested"))
 
     def _append(self, run_id: str, record: JournalRecord) -> None:
         try:

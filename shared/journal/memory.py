@@ -64,6 +64,10 @@ class MemoryJournal:
         with self._lock:
             return self._run(run_id)
 
+    async def cancel_requested(self, run_id: str) -> bool:
+        with self._lock:
+            return self._run(run_id).cancel_requested
+
     async def append(self, run_id: str, record: JournalRecord) -> None:
         with self._lock:
             self._run(run_id)

@@ -375,8 +375,7 @@ class _Execution:
         if self.rt.is_cancelled_locally(self.run.run_id):
             self.cancel_requested = True
         if not self.cancel_requested:
-            stored = await self.journal.get_run(self.run.run_id)
-            self.cancel_requested = stored.cancel_requested
+            self.cancel_requested = await self.journal.cancel_requested(self.run.run_id)
         if self.cancel_requested:
             return await self._finish(
                 RunStatus.CANCELLED,

@@ -288,8 +288,12 @@ async def test_update_run_with_lease_needs_the_current_lease(journal: Journal) -
             await journal.update_run(run.run_id, RunPatch(steps=99), lease=stale)
     assert (await journal.get_run(run.run_id)).steps == 1
     # Without a lease (a cancel request from the API) the update applies while leased.
+    assert await journal.cancel_requested(run.run_id) is False
     cancelled = await journal.update_run(run.run_id, RunPatch(cancel_requested=True), lease=None)
     assert cancelled.cancel_requested is True
+    assert await journal.cancel_requested(run.run_id) is True
+    with pytest.raises(RunNotFoundError):
+        await journal.cancel_requested("run_missing")
 
 
 async def test_update_run_with_expected_status(journal: Journal) -> None:
