@@ -13,6 +13,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import anthropic
@@ -25,9 +27,9 @@ from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLi
 from shared.journal import MemoryJournal
 from shared.logic.runs import SubmitRun, submit_run
 from shared.models.journal import JournalRecord, RecordKind
-from shared.models.messages import ModelRequest, ToolSpec
+from shared.models.messages import ModelRequest, RateLimitInfo, RateLimitWindow, ToolSpec
 from shared.models.run import Run, RunStatus, Usage
-from shared.providers.anthropic import AnthropicProvider
+from shared.providers.anthropic import AnthropicProvider, rate_limits, retry_after_s
 from shared.providers.pricing import PriceTable
 from shared.runtime import AgentRuntime
 from tests.integration.conftest import DUMMY_API_KEY, ProviderFactory
@@ -36,6 +38,7 @@ from tests.support.fake_anthropic import (
     Fault,
     OfflineResponder,
     Reply,
+    ServerLimits,
     StepLoopResponder,
 )
 
@@ -584,3 +587,286 @@ def test_fake_server_accepts_x_api_key_and_answers_in_api_shape(
     assert (payload["type"], payload["role"], payload["model"]) == ("message", "assistant", PRIMARY)
     assert payload["stop_reason"] == "end_turn"
     assert payload["content"][0]["text"] == "Offline answer to: hi"
+
+
+# ---- rate-limit headers and retry-after --------------------------------------------------------
+
+
+class FrozenClock:
+    """The limiter's clock, standing still unless a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counted_reply(body: dict[str, Any]) -> Reply:
+    return Reply.text(
+        "counted",
+        usage={
+            "input_tokens": 120,
+            "output_tokens": 30,
+            "cache_creation_input_tokens": 80,
+            "cache_read_input_tokens": 500,
+        },
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+async def test_rate_limit_headers_become_rate_limits(stream: bool) -> None:
+    limits = ServerLimits(requests=50, input_tokens=10_000, output_tokens=4_000)
+    with FakeAnthropicServer(counted_reply, limits=limits, clock=FrozenClock()) as server:
+        client = AsyncAnthropic(api_key=DUMMY_API_KEY, base_url=server.base_url, max_retries=0)
+        provider = AnthropicProvider(client, stream=stream)
+        try:
+            before = time.time()
+            first = await provider.complete(simple_request(max_tokens=500))
+            after = time.time()
+            second = await provider.complete(simple_request(max_tokens=500))
+        finally:
+            await client.close()
+
+    assert first.rate_limits is not None
+    assert second.rate_limits is not None
+    got = first.rate_limits
+    assert (got.requests.limit, got.input_tokens.limit, got.output_tokens.limit) == (
+        50,
+        10_000,
+        4_000,
+    )
+    # Input: 120 uncached + 80 written to the cache (reads are free). Output: the whole
+    # max_tokens is reserved until the reply is sent; 470 of it came back before the second.
+    assert (got.requests.remaining, got.input_tokens.remaining, got.output_tokens.remaining) == (
+        49,
+        9_800,
+        3_500,
+    )
+    again = second.rate_limits
+    assert (
+        again.requests.remaining,
+        again.input_tokens.remaining,
+        again.output_tokens.remaining,
+    ) == (48, 9_600, 3_470)
+    # Full again after 1 request at 50 a minute (1.2 s), 200 tokens at 10,000 a minute
+    # (1.2 s), 500 tokens at 4,000 a minute (7.5 s); the server rounds up to whole seconds.
+    for window, refill_s in (
+        (got.requests, 1.2),
+        (got.input_tokens, 1.2),
+        (got.output_tokens, 7.5),
+    ):
+        assert window.reset_at is not None
+        assert window.reset_at.utcoffset() == timedelta(0)
+        assert before + refill_s - 1e-3 <= window.reset_at.timestamp() <= after + refill_s + 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+async def test_rate_limit_headers_are_read_as_sent(
+    fake_server: FakeAnthropicServer, make_provider: ProviderFactory, stream: bool
+) -> None:
+    fake_server.script(
+        Reply.text(
+            "with headers",
+            headers={
+                "anthropic-ratelimit-requests-limit": "4000",
+                "anthropic-ratelimit-requests-remaining": "3999",
+                "anthropic-ratelimit-requests-reset": "2030-01-02T03:04:05+02:00",
+                "anthropic-ratelimit-input-tokens-limit": "2000000",
+                "anthropic-ratelimit-input-tokens-remaining": "lots",
+                "anthropic-ratelimit-input-tokens-reset": "2030-01-02T01:04:06Z",
+                "anthropic-ratelimit-output-tokens-limit": "-5",
+                "anthropic-ratelimit-output-tokens-reset": "tomorrow",
+            },
+        )
+    )
+
+    response = await make_provider(stream=stream).complete(simple_request())
+
+    # Malformed values (not a count, negative, not a time) read as not sent.
+    assert response.rate_limits == RateLimitInfo(
+        requests=RateLimitWindow(
+            limit=4000, remaining=3999, reset_at=datetime(2030, 1, 2, 1, 4, 5, tzinfo=UTC)
+        ),
+        input_tokens=RateLimitWindow(
+            limit=2_000_000, reset_at=datetime(2030, 1, 2, 1, 4, 6, tzinfo=UTC)
+        ),
+        output_tokens=RateLimitWindow(),
+    )
+    assert response.rate_limits is not None
+    assert response.rate_limits.requests.reset_at is not None
+    assert response.rate_limits.requests.reset_at.utcoffset() == timedelta(0)  # as UTC
+    assert response.text() == "with headers"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"anthropic-ratelimit-requests-limit": "many", "anthropic-ratelimit-tokens-limit": "9"}],
+    ids=["none", "only-unusable"],
+)
+async def test_no_rate_limit_headers_give_none(
+    fake_server: FakeAnthropicServer,
+    make_provider: ProviderFactory,
+    stream: bool,
+    headers: dict[str, str],
+) -> None:
+    fake_server.script(Reply.text("plain", headers=headers))
+
+    response = await make_provider(stream=stream).complete(simple_request())
+
+    assert response.text() == "plain"
+    assert response.rate_limits is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "wrapped", "retry_after_s"),
+    [
+        (Fault.rate_limited(retry_after_s=7), ProviderRateLimitedError, 7.0),
+        (Fault.rate_limited(retry_after_s=2.5), ProviderRateLimitedError, 2.5),
+        (Fault.rate_limited(retry_after_ms=1500), ProviderRateLimitedError, 1.5),
+        # The more precise header wins, as in the SDK.
+        (
+            Fault.rate_limited(retry_after_s=7, retry_after_ms=1500),
+            ProviderRateLimitedError,
+            1.5,
+        ),
+        (Fault.overloaded(retry_after_ms=250), ProviderOverloadedError, 0.25),
+        (Fault.server_error(503, retry_after_ms=40), ProviderError, 0.04),
+        (Fault.rate_limited(), ProviderRateLimitedError, None),
+        (
+            Fault(429, "rate_limit_error", "slow down", {"retry-after": "soon"}),
+            ProviderRateLimitedError,
+            None,
+        ),
+        (
+            Fault(
+                429, "rate_limit_error", "slow down", {"retry-after-ms": "-1", "retry-after": "3"}
+            ),
+            ProviderRateLimitedError,
+            3.0,
+        ),
+    ],
+    ids=["seconds", "fraction", "ms", "ms-wins", "529-ms", "503-ms", "none", "junk", "bad-ms"],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+async def test_retry_after_is_reported_on_errors(
+    fake_server: FakeAnthropicServer,
+    make_provider: ProviderFactory,
+    fault: Fault,
+    wrapped: type[ProviderError],
+    retry_after_s: float | None,
+    stream: bool,
+) -> None:
+    fake_server.script(fault)
+
+    with pytest.raises(ProviderError) as caught:
+        await make_provider(max_retries=0, stream=stream).complete(simple_request())
+
+    assert type(caught.value) is wrapped
+    assert caught.value.retry_after_s == retry_after_s
+    assert fake_server.status_counts == {fault.status: 1}
+
+
+async def test_retry_after_as_an_http_date(
+    fake_server: FakeAnthropicServer, make_provider: ProviderFactory
+) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    fake_server.script(
+        Fault(429, "rate_limit_error", "later", {"retry-after": format_datetime(when, usegmt=True)})
+    )
+
+    with pytest.raises(ProviderRateLimitedError) as caught:
+        await make_provider(max_retries=0).complete(simple_request())
+
+    # The date has whole seconds: up to a second early, minus the time the call took.
+    assert caught.value.retry_after_s is not None
+    assert 25 <= caught.value.retry_after_s <= 30
+
+
+async def test_the_fake_servers_limiter_reports_retry_after() -> None:
+    limits = ServerLimits(requests=2, input_tokens=100_000, output_tokens=100_000)
+    with FakeAnthropicServer(counted_reply, limits=limits, clock=FrozenClock()) as server:
+        client = AsyncAnthropic(api_key=DUMMY_API_KEY, base_url=server.base_url, max_retries=0)
+        provider = AnthropicProvider(client)
+        try:
+            for _ in range(2):
+                await provider.complete(simple_request())
+            with pytest.raises(ProviderRateLimitedError) as caught:
+                await provider.complete(simple_request())
+        finally:
+            await client.close()
+
+    assert caught.value.retry_after_s == 30.0  # a request back every 60 / 2 s
+    assert caught.value.status == 429
+    assert server.rate_limited == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+async def test_no_secret_in_a_rate_limit_error(
+    fake_server: FakeAnthropicServer, make_provider: ProviderFactory, stream: bool
+) -> None:
+    echo = Fault(
+        429,
+        "rate_limit_error",
+        f"too many requests for key {DUMMY_API_KEY}",
+        {"retry-after": "4", "anthropic-ratelimit-requests-remaining": "0"},
+    )
+    fake_server.script(echo)
+
+    with pytest.raises(ProviderRateLimitedError) as caught:
+        await make_provider(max_retries=0, stream=stream).complete(simple_request())
+
+    error = caught.value
+    assert DUMMY_API_KEY in str(error.__cause__)
+    for text in (str(error), repr(error), error.message, json.dumps(error.details)):
+        assert DUMMY_API_KEY not in text
+    assert "[redacted]" in error.message
+    assert error.retry_after_s == 4.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"Retry-After": "12"}, 12.0),
+        ({"RETRY-AFTER-MS": "120"}, 0.12),
+        ({"retry-after": " 3 "}, 3.0),
+        ({"retry-after-ms": "nan", "retry-after": "2"}, 2.0),
+        ({"retry-after-ms": "inf"}, None),
+        ({"retry-after": "-4"}, None),
+        ({"retry-after": "Thu, 01 Jan 2032 00:00:30 GMT"}, 30.0),
+        ({"retry-after": "Thu, 01 Jan 2032 00:00:30 -0000"}, 30.0),
+        ({"retry-after": "Wed, 31 Dec 2031 23:59:00 GMT"}, 0.0),  # already past
+        ({"retry-after": "Thu, 99 Foo 2032"}, None),
+    ],
+)
+def test_retry_after_parsing(headers: dict[str, str], expected: float | None) -> None:
+    now = datetime(2032, 1, 1, tzinfo=UTC).timestamp()
+
+    assert retry_after_s(headers, now=now) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2031-05-06T07:08:09Z", datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)),
+        ("2031-05-06T07:08:09.5-01:00", datetime(2031, 5, 6, 8, 8, 9, 500_000, tzinfo=UTC)),
+        ("2031-05-06T07:08:09", None),  # no offset: not RFC 3339
+        ("", None),
+        ("yesterday", None),
+    ],
+)
+def test_rate_limit_reset_parsing(value: str, expected: datetime | None) -> None:
+    headers = {
+        "Anthropic-RateLimit-Requests-Limit": "10",
+        "anthropic-ratelimit-requests-reset": value,
+    }
+
+    info = rate_limits(headers)
+
+    assert info is not None
+    assert info.requests == RateLimitWindow(limit=10, reset_at=expected)
+    if expected is not None:
+        assert info.requests.reset_at is not None
+        assert info.requests.reset_at.tzinfo is not None

@@ -11,8 +11,13 @@ tool_use / tool_result pairing, non-empty text blocks, at most 4 cache breakpoin
 reports usage like the API: prompt-cache writes on the first request with a given cached
 prefix, reads after that. It keeps no minimum cacheable length, so small test prompts cache.
 
-Run it by hand with ``python -m tests.support.fake_anthropic --port 8089``, then point the
-SDK at it with ``ANTHROPIC_BASE_URL=http://127.0.0.1:8089 ANTHROPIC_API_KEY=anything``.
+With ``limits`` it also enforces rate limits as the API documents them: token buckets per
+credential and model, for requests, input tokens and output tokens, answered with ``429
+rate_limit_error`` and ``retry-after``, and ``anthropic-ratelimit-*`` headers on every reply.
+
+Run it by hand with ``python -m tests.support.fake_anthropic --port 8089`` (add ``--rpm 50
+--itpm 30000 --otpm 8000`` for limits), then point the SDK at it with
+``ANTHROPIC_BASE_URL=http://127.0.0.1:8089 ANTHROPIC_API_KEY=anything``.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import signal
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -48,7 +56,10 @@ class Reply:
     """A successful message.
 
     ``usage`` overrides the server's own token estimate per field; ``None`` leaves the field
-    out, as API versions before prompt caching did.
+    out, as API versions before prompt caching did. ``headers`` are added to the response
+    (over the limiter's, if any). With ``hold`` the reply goes out only once the test sets
+    that event (after ``delay_s``; a scripted reply leaves the queue when it is admitted, so
+    ``pending`` tells when the request is in).
     """
 
     content: list[dict[str, Any]]
@@ -56,6 +67,8 @@ class Reply:
     usage: Mapping[str, int | None] = field(default_factory=dict)
     model: str | None = None
     delay_s: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = field(default=None, compare=False)
 
     @classmethod
     def text(cls, text: str, **kwargs: Any) -> Reply:
@@ -222,6 +235,163 @@ def _no_responder(body: dict[str, Any]) -> ScriptItem:
     return Fault(500, "api_error", "fake server: script is empty and no responder is set")
 
 
+# ---- rate limits -------------------------------------------------------------------------------
+
+RATE_LIMIT_HEADER_PREFIX = "anthropic-ratelimit-"
+# Header names of the three limits, in ServerLimits' field order.
+_LIMIT_NAMES = ("requests", "input-tokens", "output-tokens")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Rate limits per credential and model: so many requests, input and output tokens per
+    ``period_s`` (the API's RPM, ITPM and OTPM with the default minute).
+
+    Each is a token bucket as the API documents it: it holds at most the limit, and refills
+    continuously at ``limit / period_s`` a second, so a full bucket allows a burst of the
+    whole limit and an empty one a request every ``period_s / limit`` seconds.
+    """
+
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    period_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if min(self.requests, self.input_tokens, self.output_tokens) < 1:
+            raise ValueError("rate limits must be positive")
+        if not self.period_s > 0:
+            raise ValueError("period_s must be positive")
+
+
+class _Bucket:
+    """One token bucket. Exact arithmetic, so a test that waits exactly as long as
+    ``retry-after`` says is admitted, not refused by a rounding error."""
+
+    def __init__(self, limit: int, period_s: float, now: Fraction) -> None:
+        self.limit = limit
+        self.capacity = Fraction(limit)
+        self.rate = self.capacity / Fraction(period_s)
+        self.level = self.capacity
+        self.updated = now
+
+    def refill(self, now: Fraction) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def need(self, amount: int) -> Fraction:
+        """What a request asking ``amount`` takes: more than the capacity would never fit."""
+        return min(Fraction(amount), self.capacity)
+
+    def wait_s(self, need: Fraction) -> Fraction:
+        return max(Fraction(0), (need - self.level) / self.rate)
+
+    def full_in_s(self) -> Fraction:
+        return max(Fraction(0), (self.capacity - self.level) / self.rate)
+
+    def remaining(self) -> int:
+        return max(0, math.floor(self.level))
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """An admitted request's output-token reservation, settled when its reply is sent."""
+
+    key: tuple[str, str]
+    output_reserved: Fraction
+
+
+class _Limiter:
+    """The buckets of every (credential, model). The server's lock is held around each call."""
+
+    def __init__(self, limits: ServerLimits, clock: Callable[[], float]) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], tuple[_Bucket, _Bucket, _Bucket]] = {}
+
+    def _get(self, key: tuple[str, str]) -> tuple[_Bucket, _Bucket, _Bucket]:
+        now = Fraction(self._clock())
+        buckets = self._buckets.get(key)
+        if buckets is None:
+            period = self.limits.period_s
+            buckets = (
+                _Bucket(self.limits.requests, period, now),
+                _Bucket(self.limits.input_tokens, period, now),
+                _Bucket(self.limits.output_tokens, period, now),
+            )
+            self._buckets[key] = buckets
+        for bucket in buckets:
+            bucket.refill(now)
+        return buckets
+
+    def admit(
+        self, key: tuple[str, str], input_tokens: int, max_tokens: int
+    ) -> tuple[_Grant | None, Fault | None]:
+        """Take 1 request, the input tokens and ``max_tokens`` output tokens, or nothing and
+        the ``429`` to answer (``retry-after``: whole seconds until the request fits)."""
+        buckets = self._get(key)
+        needs = [b.need(n) for b, n in zip(buckets, (1, input_tokens, max_tokens), strict=True)]
+        waits = [b.wait_s(n) for b, n in zip(buckets, needs, strict=True)]
+        longest = max(waits)
+        if longest > 0:
+            which = waits.index(longest)
+            return None, self._refusal(key[1], which, math.ceil(longest))
+        for bucket, need in zip(buckets, needs, strict=True):
+            bucket.level -= need
+        return _Grant(key, needs[2]), None
+
+    def settle(self, grant: _Grant, output_tokens: int) -> None:
+        """Give back what the reply did not use of its ``max_tokens`` reservation (or take
+        what it used beyond it)."""
+        bucket = self._get(grant.key)[2]
+        bucket.level = min(bucket.capacity, bucket.level + grant.output_reserved - output_tokens)
+
+    def headers(self, key: tuple[str, str]) -> dict[str, str]:
+        """``anthropic-ratelimit-*``: limit, what remains, and when the bucket is full again."""
+        wall = time.time()
+        headers: dict[str, str] = {}
+        for name, bucket in zip(_LIMIT_NAMES, self._get(key), strict=True):
+            prefix = f"{RATE_LIMIT_HEADER_PREFIX}{name}"
+            headers[f"{prefix}-limit"] = str(bucket.limit)
+            headers[f"{prefix}-remaining"] = str(bucket.remaining())
+            headers[f"{prefix}-reset"] = _rfc3339(wall + float(bucket.full_in_s()))
+        return headers
+
+    def _refusal(self, model: str, which: int, retry_after_s: int) -> Fault:
+        limit = (self.limits.requests, self.limits.input_tokens, self.limits.output_tokens)[which]
+        unit = _LIMIT_NAMES[which].replace("-", " ")
+        period = "minute" if self.limits.period_s == 60 else f"{self.limits.period_s:g} seconds"
+        return Fault(
+            429,
+            "rate_limit_error",
+            f"This request would exceed the rate limit for your organization of {limit} "
+            f"{unit} per {period} for {model}. Please reduce the prompt length or the "
+            f"maximum tokens requested, or try again later.",
+            {"retry-after": str(retry_after_s)},
+        )
+
+
+def _rfc3339(timestamp: float) -> str:
+    """UTC, whole seconds rounded up (the bucket is full by then)."""
+    return datetime.fromtimestamp(math.ceil(timestamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Answer:
+    """What the server decided to answer a valid request with: a fault (scripted, or the
+    limiter's ``429``), or a message and the limiter's grant; ``headers`` are the
+    rate-limit headers (empty without limits)."""
+
+    fault: Fault | None = None
+    message: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    grant: _Grant | None = None
+    delay_s: float = 0.0
+    hold: threading.Event | None = None
+    refused: bool = False
+
+
 # ---- the server --------------------------------------------------------------------------------
 
 
@@ -230,12 +400,30 @@ class FakeAnthropicServer:
 
     ``requests`` lists every request received, ``status_counts`` how often each status was
     answered, ``script()`` queues replies and ``responder`` answers once the queue is empty.
+
+    With ``limits``, a message request is admitted only if its credential's buckets for its
+    model hold 1 request, its input tokens (``input_tokens + cache_creation_input_tokens``
+    as the reply will report them: cache reads are free) and ``max_tokens`` output tokens;
+    the reply gives back the output tokens it did not use. Otherwise it gets ``429`` with
+    ``retry-after`` and takes nothing (a scripted reply stays queued; the responder, asked
+    first for the tokens, is ignored). Scripted and responder faults are answered as they
+    are, taking nothing. Every answer that got that far carries ``anthropic-ratelimit-*``
+    headers. ``clock`` (seconds, ``time.monotonic`` by default) drives the buckets.
     """
 
     def __init__(
-        self, responder: Responder | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        responder: Responder | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: ServerLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.responder: Responder = responder or _no_responder
+        self.limits = limits
+        self._limiter = _Limiter(limits, clock) if limits is not None else None
+        self._rate_limited = 0
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -306,6 +494,12 @@ class FakeAnthropicServer:
     def message_bodies(self) -> list[dict[str, Any]]:
         return [r.body for r in self.requests if r.path == MESSAGES_PATH]
 
+    @property
+    def rate_limited(self) -> int:
+        """How many ``429`` the limiter answered (scripted ones not included)."""
+        with self._lock:
+            return self._rate_limited
+
     # -- used by the handler
 
     def _record(self, request: RecordedRequest) -> None:
@@ -319,62 +513,92 @@ class FakeAnthropicServer:
             request.status = status
             self.status_counts[status] += 1
 
-    def _next(self, body: dict[str, Any]) -> ScriptItem:
+    def _answer(self, body: dict[str, Any], credential: str) -> _Answer:
+        """The next scripted item, or the responder's, as admitted by the limiter (if any)."""
         with self._lock:
-            item = self._script.popleft() if self._script else None
-        if item is not None:
-            return item
+            if self._script:
+                answer = self._decide(body, credential, self._script[0])
+                # A refused request leaves the scripted reply for the next one.
+                if not answer.refused:
+                    self._script.popleft()
+                return answer
         try:
-            return self.responder(body)
+            item = self.responder(body)
         except Exception as exc:
             # A broken responder is a test bug: say so in the reply instead of hanging up.
-            return Fault(500, "api_error", f"fake server responder failed: {exc!r}")
+            item = Fault(500, "api_error", f"fake server responder failed: {exc!r}")
+        with self._lock:
+            return self._decide(body, credential, item)
 
-    def _wait(self, seconds: float) -> bool:
-        """Sleep unless the server stops meanwhile; False means stop."""
-        return seconds <= 0 or not self._stopping.wait(seconds)
+    def _decide(self, body: dict[str, Any], credential: str, item: ScriptItem) -> _Answer:
+        """Answer ``item`` unless the limiter refuses it; the lock is held."""
+        key = (credential, body["model"])
+        limiter = self._limiter
+        if isinstance(item, Fault):
+            headers = limiter.headers(key) if limiter is not None else {}
+            return _Answer(fault=item, headers=headers, delay_s=item.delay_s)
+        content = _content(body, item)
+        prefix = _cached_prefix(body)
+        cached = prefix[1] in self._cached_prefixes
+        usage = _usage(body, item, content, prefix, cached=cached)
+        grant: _Grant | None = None
+        headers = {}
+        if limiter is not None:
+            input_tokens = usage.get("input_tokens", 0) + usage.get(
+                "cache_creation_input_tokens", 0
+            )
+            grant, refusal = limiter.admit(key, input_tokens, body["max_tokens"])
+            headers = limiter.headers(key)
+            if refusal is not None:
+                self._rate_limited += 1
+                return _Answer(fault=refusal, headers=headers, refused=True)
+        if prefix[1] is not None:
+            self._cached_prefixes.add(prefix[1])
+        message = self._envelope(body, item, content, usage)
+        headers.update(item.headers)
+        return _Answer(
+            message=message, headers=headers, grant=grant, delay_s=item.delay_s, hold=item.hold
+        )
+
+    def _delivering(self, answer: _Answer) -> None:
+        """Settle the output reservation, before the first byte goes out (as ``_sent``)."""
+        if answer.grant is None or self._limiter is None or answer.message is None:
+            return
+        used = answer.message["usage"].get("output_tokens")
+        if used is None:  # a reply without output usage keeps its whole reservation
+            return
+        with self._lock:
+            self._limiter.settle(answer.grant, used)
+
+    def _wait(self, seconds: float, hold: threading.Event | None = None) -> bool:
+        """Sleep, then wait for ``hold``, unless the server stops meanwhile; False means stop."""
+        if seconds > 0 and self._stopping.wait(seconds):
+            return False
+        while hold is not None and not hold.wait(0.05):
+            if self._stopping.is_set():
+                return False
+        return True
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}_fake_{next(self._ids):06d}"
 
-    def _usage(
-        self, body: dict[str, Any], reply: Reply, content: list[dict[str, Any]]
-    ) -> dict[str, int]:
-        cached_chars, prefix_key = _cached_prefix(body)
-        total_prompt = (
-            _tokens(_strip_cache_control(body.get("tools", [])))
-            + _tokens(system_text(body))
-            + _tokens(body.get("messages", []))
-        )
-        creation = read = 0
-        if prefix_key is not None:
-            prefix_tokens = max(1, cached_chars // 4)
-            with self._lock:
-                first = prefix_key not in self._cached_prefixes
-                self._cached_prefixes.add(prefix_key)
-            creation, read = (prefix_tokens, 0) if first else (0, prefix_tokens)
-            total_prompt = max(1, total_prompt - prefix_tokens)
-        usage: dict[str, int | None] = {
-            "input_tokens": max(1, total_prompt),
-            "output_tokens": max(1, _tokens(content)),
-            "cache_creation_input_tokens": creation,
-            "cache_read_input_tokens": read,
-        }
-        usage.update(reply.usage)
-        return {k: v for k, v in usage.items() if v is not None}
-
     def _message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        step = assistant_turns(body) + 1
-        content: list[dict[str, Any]] = []
-        for index, block in enumerate(reply.content):
-            block = dict(block)
-            if block.get("type") == "tool_use":
-                block.setdefault("id", f"toolu_fake_s{step:03d}_{index}")
-            if block.get("type") == "text":
-                # The SDK models citations as optional; an explicit null checks that clients
-                # drop response-only nulls before sending the block back.
-                block.setdefault("citations", None)
-            content.append(block)
+        """The message answering ``body`` (its cached prefix now written), limits aside."""
+        content = _content(body, reply)
+        prefix = _cached_prefix(body)
+        with self._lock:
+            usage = _usage(body, reply, content, prefix, cached=prefix[1] in self._cached_prefixes)
+            if prefix[1] is not None:
+                self._cached_prefixes.add(prefix[1])
+        return self._envelope(body, reply, content, usage)
+
+    def _envelope(
+        self,
+        body: dict[str, Any],
+        reply: Reply,
+        content: list[dict[str, Any]],
+        usage: dict[str, int],
+    ) -> dict[str, Any]:
         return {
             "id": self._new_id("msg"),
             "type": "message",
@@ -383,12 +607,15 @@ class FakeAnthropicServer:
             "content": content,
             "stop_reason": reply.stop_reason,
             "stop_sequence": None,
-            "usage": self._usage(body, reply, content),
+            "usage": usage,
         }
 
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connections when a test fires a few dozen
+    # requests at once (the client sees a reset, not a reply).
+    request_queue_size = 128
     fake: FakeAnthropicServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -435,7 +662,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(record, Fault(404, "not_found_error", f"Not found: {path}"))
         if record.method != "POST":
             return self._error(record, Fault(405, "invalid_request_error", "Use POST"))
-        if not _credential(record.headers):
+        credential = _credential(record.headers)
+        if not credential:
             return self._error(
                 record,
                 Fault(401, "authentication_error", "x-api-key or Authorization header is required"),
@@ -449,18 +677,20 @@ class _Handler(BaseHTTPRequestHandler):
         problem = _validate(body)
         if problem is not None:
             return self._error(record, Fault.bad_request(problem))
-        item = self.fake._next(body)
-        if not self.fake._wait(item.delay_s):
+        answer = self.fake._answer(body, credential)
+        if not self.fake._wait(answer.delay_s, answer.hold):
             self.close_connection = True
             return None
-        if isinstance(item, Fault):
-            if item.mid_stream and record.streamed:
-                return self._stream_fault(record, body, item)
-            return self._error(record, item)
-        message = self.fake._message(body, item)
+        if answer.fault is not None:
+            fault = answer.fault
+            if fault.mid_stream and record.streamed:
+                return self._stream_fault(record, body, fault, answer.headers)
+            return self._error(record, fault, answer.headers)
+        assert answer.message is not None
+        self.fake._delivering(answer)
         if record.streamed:
-            return self._stream(record, message)
-        return self._json(record, 200, message)
+            return self._stream(record, answer.message, answer.headers)
+        return self._json(record, 200, answer.message, answer.headers)
 
     # -- writing
 
@@ -483,16 +713,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _error(self, record: RecordedRequest, fault: Fault) -> None:
-        self._json(record, fault.status, _error_body(fault), fault.headers)
+    def _error(
+        self, record: RecordedRequest, fault: Fault, headers: Mapping[str, str] | None = None
+    ) -> None:
+        # A scripted fault's own headers win over the limiter's.
+        self._json(record, fault.status, _error_body(fault), {**(headers or {}), **fault.headers})
 
-    def _start_stream(self, record: RecordedRequest) -> None:
+    def _start_stream(self, record: RecordedRequest, headers: Mapping[str, str]) -> None:
         self.fake._sent(record, 200)
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.send_header("request-id", self.fake._new_id("req"))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
 
     def _event(self, name: str, data: dict[str, Any]) -> None:
@@ -504,14 +739,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _stream(self, record: RecordedRequest, message: dict[str, Any]) -> None:
-        self._start_stream(record)
+    def _stream(
+        self, record: RecordedRequest, message: dict[str, Any], headers: Mapping[str, str]
+    ) -> None:
+        self._start_stream(record, headers)
         for name, data in sse_events(message):
             self._event(name, data)
         self._end_stream()
 
-    def _stream_fault(self, record: RecordedRequest, body: dict[str, Any], fault: Fault) -> None:
-        self._start_stream(record)
+    def _stream_fault(
+        self,
+        record: RecordedRequest,
+        body: dict[str, Any],
+        fault: Fault,
+        headers: Mapping[str, str],
+    ) -> None:
+        self._start_stream(record, headers)
         empty = self.fake._message(body, Reply(content=[]))
         self._event("message_start", next(iter(sse_events(empty)))[1])
         self._event("error", _error_body(fault))
@@ -519,6 +762,53 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ---- Messages API shapes -----------------------------------------------------------------------
+
+
+def _content(body: Mapping[str, Any], reply: Reply) -> list[dict[str, Any]]:
+    """The reply's content blocks as the API sends them."""
+    step = assistant_turns(body) + 1
+    content: list[dict[str, Any]] = []
+    for index, block in enumerate(reply.content):
+        block = dict(block)
+        if block.get("type") == "tool_use":
+            block.setdefault("id", f"toolu_fake_s{step:03d}_{index}")
+        if block.get("type") == "text":
+            # The SDK models citations as optional; an explicit null checks that clients
+            # drop response-only nulls before sending the block back.
+            block.setdefault("citations", None)
+        content.append(block)
+    return content
+
+
+def _usage(
+    body: Mapping[str, Any],
+    reply: Reply,
+    content: list[dict[str, Any]],
+    prefix: tuple[int, str | None],
+    *,
+    cached: bool,
+) -> dict[str, int]:
+    """The usage the API reports: ``prefix`` (from ``_cached_prefix``) is written to the
+    cache, or read from it if ``cached``. No side effects: the caller marks it written."""
+    cached_chars, prefix_key = prefix
+    total_prompt = (
+        _tokens(_strip_cache_control(body.get("tools", [])))
+        + _tokens(system_text(body))
+        + _tokens(body.get("messages", []))
+    )
+    creation = read = 0
+    if prefix_key is not None:
+        prefix_tokens = max(1, cached_chars // 4)
+        creation, read = (0, prefix_tokens) if cached else (prefix_tokens, 0)
+        total_prompt = max(1, total_prompt - prefix_tokens)
+    usage: dict[str, int | None] = {
+        "input_tokens": max(1, total_prompt),
+        "output_tokens": max(1, _tokens(content)),
+        "cache_creation_input_tokens": creation,
+        "cache_read_input_tokens": read,
+    }
+    usage.update(reply.usage)
+    return {k: v for k, v in usage.items() if v is not None}
 
 
 def sse_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -685,14 +975,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--responder", choices=("offline", "loop"), default="offline")
     parser.add_argument("--steps", type=int, default=3, help="tool calls per run (loop)")
     parser.add_argument("--tool-name", default="step", help="tool the loop responder calls")
+    limits = parser.add_argument_group(
+        "rate limits", "per API key and model; give all three or none (no limits)"
+    )
+    limits.add_argument("--rpm", type=int, help="requests per period")
+    limits.add_argument("--itpm", type=int, help="input tokens per period")
+    limits.add_argument("--otpm", type=int, help="output tokens per period")
+    limits.add_argument("--period-s", type=float, default=60.0, help="limit period in seconds")
     args = parser.parse_args(argv)
+    given = [args.rpm, args.itpm, args.otpm]
+    server_limits: ServerLimits | None = None
+    if any(v is not None for v in given):
+        if any(v is None for v in given):
+            parser.error("--rpm, --itpm and --otpm go together")
+        try:
+            server_limits = ServerLimits(args.rpm, args.itpm, args.otpm, args.period_s)
+        except ValueError as exc:
+            parser.error(str(exc))
     responder: Responder = (
         OfflineResponder()
         if args.responder == "offline"
         else StepLoopResponder(args.steps, tool_name=args.tool_name)
     )
-    with FakeAnthropicServer(responder, host=args.host, port=args.port) as server:
+    with FakeAnthropicServer(
+        responder, host=args.host, port=args.port, limits=server_limits
+    ) as server:
         print(f"Fake Anthropic API listening on {server.base_url}", flush=True)
+        if server_limits is not None:
+            print(
+                f"  limits per key and model: {server_limits.requests} requests, "
+                f"{server_limits.input_tokens} input and {server_limits.output_tokens} output "
+                f"tokens per {server_limits.period_s:g} s",
+                flush=True,
+            )
         print(
             f"  export ANTHROPIC_BASE_URL={server.base_url} ANTHROPIC_API_KEY=sk-ant-fake",
             flush=True,
