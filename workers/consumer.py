@@ -182,12 +182,12 @@ class Consumer:
             },
         )
         stop_waiter = asyncio.create_task(self._stopping.wait(), name="stop-waiter")
+        flusher = asyncio.create_task(self._flush_usage(), name="usage-flush")
         receiving: asyncio.Task[list[QueueMessage]] | None = None
         errors = 0
         try:
             while not self.stopping:
                 self._stamp()
-                await self.svc.usage.flush()  # when due: an idle worker still writes its counts
                 free = self.options.concurrency - self.in_flight
                 pressure = self._backpressure()
                 if free <= 0 or pressure > 0:
@@ -223,6 +223,7 @@ class Consumer:
                     self._start(message)
         finally:
             stop_waiter.cancel()
+            flusher.cancel()
             await self._drain(receiving)
             await self._write_counts()
             self._stamp()
@@ -287,6 +288,13 @@ class Consumer:
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+
+    async def _flush_usage(self) -> None:
+        """Write the usage counts every ``usage_flush_s``, steps or none: a worker idle in a
+        long poll still publishes what its last runs used (the recorder never raises)."""
+        while True:
+            await asyncio.sleep(self.svc.settings.usage_flush_s)
+            await self.svc.usage.flush()
 
     async def _write_counts(self) -> None:
         """What this process still holds of usage counts and rate-limit reconciliations."""

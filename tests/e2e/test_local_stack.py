@@ -192,7 +192,11 @@ def test_a_run_is_cancelled_with_the_cli(dev: DevStack) -> None:
 
 
 def test_usage_is_readable(dev: DevStack) -> None:
-    usage = dev.ok("GET", "/v1/usage?group_by=agent")
+    # Counters are written by each process every few seconds (usage_flush_s).
+    usage = dev.get_until(
+        "/v1/usage?group_by=agent",
+        lambda u: any(g["key"] == "researcher" and g["runs"] >= 2 for g in u["groups"]),
+    )
     by_agent = {g["key"]: g for g in usage["groups"]}
     assert by_agent["researcher"]["runs"] >= 2
     assert usage["total"]["cost_usd"] > 0

@@ -191,7 +191,11 @@ def test_async_run_is_executed_by_a_worker_through_the_fake_api(session: Session
 
 
 def test_usage_report_reflects_the_fake_api_token_counts(session: Session) -> None:
-    usage = session.stack.ok("GET", "/v1/usage?group_by=agent")
+    # Counters are written by each process every few seconds (usage_flush_s).
+    usage = session.stack.get_until(
+        "/v1/usage?group_by=agent",
+        lambda u: {"ticket-triage", "researcher"} <= {g["key"] for g in u["groups"]},
+    )
     by_agent = {g["key"]: g for g in usage["groups"]}
     assert {"ticket-triage", "researcher"} <= set(by_agent), usage
     for agent in ("ticket-triage", "researcher"):

@@ -73,6 +73,20 @@ class DevStack:
         assert status in (200, 201, 202), (status, payload)
         return payload
 
+    def get_until(
+        self, path: str, done: Any, *, timeout_s: float = 30.0, every_s: float = 0.25
+    ) -> Any:
+        """GET ``path`` until ``done(payload)`` holds (e.g. usage counters, which each
+        process writes every few seconds); the last payload."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            payload = self.ok("GET", path)
+            if done(payload):
+                return payload
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"GET {path}: condition not reached; last {payload}")
+            time.sleep(every_s)  # polling an eventually-written value, bounded by the deadline
+
     def events_until(
         self, run_id: str, done: Any, *, after: int = 0, timeout_s: float = 90.0
     ) -> list[dict[str, Any]]:
