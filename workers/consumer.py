@@ -150,6 +150,7 @@ class Consumer:
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.max_in_flight = 0
         self._held_back = False
+        self.held_back_ticks = 0  # receive-loop turns skipped for rate limits
         runtime = svc.runtime()
         self._chained_heartbeat = runtime.on_heartbeat
         runtime.on_heartbeat = self._on_heartbeat
@@ -238,6 +239,7 @@ class Consumer:
         if pressure <= self.options.backpressure_wait_s:
             self._held_back = False
             return 0.0
+        self.held_back_ticks += 1
         if not self._held_back:
             self._held_back = True
             count(self.metrics, "WorkerBackpressure")

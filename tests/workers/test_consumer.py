@@ -18,6 +18,7 @@ import pytest
 
 from shared.agents import AgentRegistry
 from shared.config import Settings
+from shared.gateway import ModelGateway
 from shared.logic.service import Services, create_run
 from shared.models.api import OnConflict, RunCreate
 from shared.models.run import RunStatus, Shape
@@ -38,6 +39,7 @@ class RecordingQueue:
         self.inner = inner
         self.visibility: list[tuple[str, int]] = []
         self.sent: list[tuple[RunMessage, int]] = []
+        self.received = 0
 
     async def send(self, message: RunMessage, *, delay_s: int = 0) -> str:
         self.sent.append((message, delay_s))
@@ -46,9 +48,11 @@ class RecordingQueue:
     async def receive(
         self, *, max_messages: int = 10, wait_s: float = 20.0, visibility_s: int | None = None
     ) -> list[QueueMessage]:
-        return await self.inner.receive(
+        got = await self.inner.receive(
             max_messages=max_messages, wait_s=wait_s, visibility_s=visibility_s
         )
+        self.received += len(got)
+        return got
 
     async def delete(self, receipt: str) -> None:
         await self.inner.delete(receipt)
@@ -381,3 +385,35 @@ async def test_the_loop_stamps_the_health_file(tmp_path: Path) -> None:
     assert health_check.main(env) == 1
     path.unlink()
     assert health_check.main(env) == 1
+
+
+class Pressure(ModelGateway):
+    """The gateway with its rate-limit pressure set by the test."""
+
+    def __init__(self, provider: Any) -> None:
+        super().__init__(provider)
+        self.seconds = 0.0
+
+    def pressure_s(self) -> float:
+        return self.seconds
+
+
+async def test_a_worker_takes_no_new_runs_while_rate_limits_would_make_them_wait() -> None:
+    h = Harness(steps=1, backpressure_wait_s=1.0)
+    consumer = h.start()
+    gateway = Pressure(h.provider)
+    consumer.svc.runtime().gateway = gateway
+    gateway.seconds = 1.2  # a call would wait 1.2 s: more than the 1 s allowed
+    run_id = await h.submit()
+    await eventually(lambda: _true(consumer.held_back_ticks >= 3))
+    # Held back: the run is still in the queue, nothing received it.
+    assert await h.status(run_id) is RunStatus.QUEUED
+    assert h.queue.received == 0
+    gateway.seconds = 0.5  # within the allowance: the worker takes runs again
+    await eventually(finished(h, run_id))
+    assert await h.status(run_id) is RunStatus.SUCCEEDED
+    await h.stop_all()
+
+
+async def _true(value: bool) -> bool:
+    return value
