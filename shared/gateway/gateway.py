@@ -153,6 +153,8 @@ class ModelGateway:
         self._looked_up: dict[str, float] = {}
         # Capacity this process reserved ahead, per bucket (``prefetch_calls``).
         self._allowance: dict[str, _Allowance] = {}
+        # The queue of this process's waiters, per event loop and bucket.
+        self._waiters: dict[tuple[int, str], asyncio.Lock] = {}
 
     def bucket(self, model: str) -> str:
         return f"{self.key_id}:{model}"
@@ -258,6 +260,24 @@ class ModelGateway:
         take = reservation(request)
         if self._from_allowance(bucket, take):
             return take
+        if await self._try_take(bucket, model, take, limits) is None:
+            return take
+        # Waiters of one process take turns: one polls the store while the others queue
+        # here, rather than a crowd waking on the same instant to be refused together.
+        loop_key = (id(asyncio.get_running_loop()), bucket)
+        async with self._waiters.setdefault(loop_key, asyncio.Lock()):
+            while (refused := await self._try_take(bucket, model, take, limits)) is not None:
+                self._busy_until[bucket] = self._clock() + refused
+                await self._wait(model, refused, "limit", trip, max_wait_s)
+        return take
+
+    async def _try_take(
+        self, bucket: str, model: str, take: Amounts, limits: RateLimits
+    ) -> float | None:
+        """Take from the store (with a prefetch when there is room); None when granted,
+        else how long until it would fit."""
+        assert self.store is not None
+        limits = self._limits_for(bucket, model) or limits
         prefetching = True
         while True:
             carry = self._carry.pop(bucket, NOTHING) + self._return_allowance(bucket)
@@ -272,13 +292,12 @@ class ModelGateway:
                 self._remaining[bucket] = acquired.remaining
                 if not extra.is_zero:
                     self._allowance[bucket] = _Allowance(extra, now + self.options.prefetch_ttl_s)
-                return take
+                return None
             self._carry[bucket] = self._carry.get(bucket, NOTHING) + carry
             if not extra.is_zero:
                 prefetching = False  # the bucket is busier than this process thought
                 continue
-            self._busy_until[bucket] = self._clock() + acquired.wait_s
-            await self._wait(model, acquired.wait_s, "limit", trip, max_wait_s)
+            return acquired.wait_s
 
     def _from_allowance(self, bucket: str, take: Amounts) -> bool:
         allowance = self._allowance.get(bucket)
