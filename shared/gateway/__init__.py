@@ -9,7 +9,7 @@ from shared.gateway.gateway import (
     NullGatewayObserver,
     ThrottledTooLong,
 )
-from shared.gateway.limits import LimitTable, key_fingerprint
+from shared.gateway.limits import LimitTable
 
 __all__ = [
     "Fallback",
@@ -20,5 +20,4 @@ __all__ = [
     "ModelGateway",
     "NullGatewayObserver",
     "ThrottledTooLong",
-    "key_fingerprint",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 from shared.config import RateLimitSetting
@@ -74,10 +73,3 @@ def reported_remaining(info: RateLimitInfo | None, fallback: Remaining) -> Remai
         input_tokens=fallback.input_tokens if values[1] is None else float(values[1]),
         output_tokens=fallback.output_tokens if values[2] is None else float(values[2]),
     )
-
-
-def key_fingerprint(secret: str | None) -> str:
-    """Names a provider key in bucket ids without revealing it."""
-    if not secret:
-        return "nokey"
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]

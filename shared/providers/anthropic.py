@@ -13,6 +13,7 @@ provider gateway can pace later calls by what the API said.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Mapping
@@ -97,6 +98,14 @@ class AnthropicProvider:
         except anthropic.AnthropicError as exc:
             raise _wrap(exc, request.model, self._secrets()) from exc
         return _to_response(message, rate_limits(headers))
+
+    @property
+    def key_id(self) -> str:
+        """Names this provider's key in the gateway's buckets: a fingerprint, never the key
+        (limits are per key, so two keys never share a bucket and one key always does)."""
+        secret = self.client.api_key or self.client.auth_token or ""
+        digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16] if secret else "nokey"
+        return f"anthropic:{digest}"
 
     def _secrets(self) -> list[str]:
         values = (self.client.api_key, self.client.auth_token)
