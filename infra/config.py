@@ -22,6 +22,11 @@ Example file::
       "removal_policy": "retain",
       "worker": {"min_tasks": 1, "max_tasks": 20, "spot": true},
       "functions": {"api": {"provisioned_concurrency": 2}},
+      "gateway": {
+        "rate_limits": {"default": {"requests": 50, "input_tokens": 40000,
+                                    "output_tokens": 8000}},
+        "tenant_daily_budget_usd": {"*": 20, "acme": 200}
+      },
       "triggers": {
         "s3": [{"name": "invoices", "prefix": "invoices/", "suffix": ".pdf",
                 "agent": "researcher"}],
@@ -36,11 +41,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infra import constants as c
+from shared.config import PriceSetting, RateLimitSetting, Settings
 from shared.errors import SwitchyardError
 from shared.logic.triggers import S3Rule, TriggerRules, parse_triggers
 
@@ -207,12 +213,68 @@ class QueueSettings(_Model):
     trigger_max_receive_count: int = Field(default=3, ge=1, le=1000)
 
 
+class GatewaySettings(_Model):
+    """The provider gateway's deployment settings (docs/operations.md, "The provider gateway
+    in a deployment"). Validated with the models ``shared/config.py`` parses the variables
+    with, and emitted, as compact JSON, on the processes that call models only: the API
+    function (sync runs) and the worker. A setting left unset sets no variable (the code's
+    default applies)."""
+
+    # SWITCHYARD_RATE_LIMITS: model-name prefix (longest wins) or "default" -> requests,
+    # input_tokens and output_tokens per `rate_limit_period_s`. The provider's own rate-limit
+    # headers tighten these once it has answered; they never loosen them.
+    rate_limits: dict[str, RateLimitSetting] = Field(default_factory=dict)
+    # SWITCHYARD_RATE_LIMIT_PERIOD_S (the code's default: 60).
+    rate_limit_period_s: float | None = Field(default=None, gt=0, le=3600)
+    # SWITCHYARD_TENANT_DAILY_BUDGETS: tenant (or "*" for every other tenant) -> USD per UTC day.
+    tenant_daily_budget_usd: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    # SWITCHYARD_PRICES: model-name prefix -> USD per million tokens (overrides the price table).
+    prices: dict[str, PriceSetting] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keys(self) -> GatewaySettings:
+        for name in ("rate_limits", "tenant_daily_budget_usd", "prices"):
+            if any(not key.strip() for key in getattr(self, name)):
+                raise ValueError(f"{name}: keys cannot be empty")
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """The variables ``shared.config.Settings.from_env`` reads; only the ones set."""
+        env: dict[str, str] = {}
+        if self.rate_limits:
+            env[c.ENV_RATE_LIMITS] = _compact(
+                {k: v.model_dump() for k, v in self.rate_limits.items()}
+            )
+        if self.rate_limit_period_s is not None:
+            env[c.ENV_RATE_LIMIT_PERIOD] = _number(self.rate_limit_period_s)
+        if self.tenant_daily_budget_usd:
+            env[c.ENV_TENANT_DAILY_BUDGETS] = _compact(self.tenant_daily_budget_usd)
+        if self.prices:
+            env[c.ENV_PRICES] = _compact(
+                {k: v.model_dump(exclude_none=True) for k, v in self.prices.items()}
+            )
+        return env
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 class MonitoringSettings(_Model):
     dashboard: bool = True
     # Alarm when the oldest runs-queue message, while messages wait, is older than this.
     oldest_message_alarm_s: int = Field(default=900, ge=60)
     # Alarm when API 5xx responses exceed this share of requests (percent, 5-minute periods).
     api_5xx_percent: float = Field(default=5.0, gt=0, le=100)
+    # Alarm when the model provider answers more than this many 429s in 5 minutes (every
+    # process and model together). The gateway shares its buckets, so a steady stream means the
+    # limits are above what the key gets (another system shares it, or `gateway.rate_limits`
+    # is set too high); 0 alarms on any 429.
+    provider_429_alarm: int = Field(default=10, ge=0)
 
 
 class StackSettings(_Model):
@@ -256,6 +318,8 @@ class StackSettings(_Model):
     extra_env: dict[str, str] = Field(default_factory=dict)
     # Trigger rules: {"s3": [...], "schedules": [...]} as shared/logic/triggers.py parses them.
     triggers: dict[str, Any] = Field(default_factory=dict)
+    # The provider gateway: rate limits, their period, tenant budgets, price overrides.
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
@@ -277,6 +341,23 @@ class StackSettings(_Model):
         clash = sorted(set(self.extra_env) & (reserved | {c.ENV_ANTHROPIC_API_KEY}))
         if clash:
             raise ValueError(f"extra_env cannot set {clash}: the stack sets them")
+        gateway_vars = sorted(set(self.extra_env) & set(c.GATEWAY_ENV))
+        if gateway_vars:
+            raise ValueError(
+                f"extra_env cannot set {gateway_vars}: use the `gateway` settings (validated, "
+                "and set on the processes that call models only)"
+            )
+        gateway_env = self.gateway.environment()
+        try:  # what the processes will parse, parsed the way they will
+            Settings.from_env(gateway_env)
+        except SwitchyardError as exc:
+            raise ValueError(f"gateway: {exc.message}") from exc
+        gateway_bytes = sum(len(k) + len(v) for k, v in gateway_env.items())
+        if gateway_bytes > c.LAMBDA_ENV_LIMIT_BYTES - 1024:
+            raise ValueError(
+                "gateway: the settings do not fit in the API function's Lambda environment "
+                f"({gateway_bytes} bytes, keep them under 3 KB)"
+            )
         try:
             self.trigger_rules()  # the functions' own parser validates the rules
         except SwitchyardError as exc:
@@ -409,6 +490,7 @@ __all__ = [
     "ConfigError",
     "FunctionSettings",
     "FunctionsSettings",
+    "GatewaySettings",
     "MonitoringSettings",
     "NetworkSettings",
     "QueueSettings",

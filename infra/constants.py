@@ -54,6 +54,9 @@ CLUSTER_ID: Final = "Cluster"
 SERVICE_ID: Final = "Service"
 WORKER_CONTAINER: Final = "worker"
 ALARM_TOPIC_ID: Final = "AlarmTopic"
+# Alarm on the provider's 429 answers (the metric the gateway emits per 429).
+PROVIDER_RATE_LIMITED_ALARM_ID: Final = "ProviderRateLimited"
+PROVIDER_RATE_LIMITED_METRIC: Final = "ProviderRateLimited"
 DASHBOARD_ID: Final = "Dashboard"
 
 # The alias every invoker (API Gateway, event-source mappings, Scheduler) targets: SnapStart
@@ -140,6 +143,14 @@ ENV_WORKER_CONCURRENCY: Final = "SWITCHYARD_WORKER_CONCURRENCY"
 ENV_WORKER_DRAIN_TIMEOUT: Final = "SWITCHYARD_WORKER_DRAIN_TIMEOUT_S"
 # Pipelines: a JSON object, pipeline name -> state machine ARN (Settings.pipeline_arns).
 ENV_PIPELINES: Final = "SWITCHYARD_PIPELINES"
+# The provider gateway (shared/gateway; infra settings `gateway`): only the processes that call
+# models get them (the API function for sync runs, the worker). Compact JSON objects, except
+# the period (seconds).
+ENV_RATE_LIMITS: Final = "SWITCHYARD_RATE_LIMITS"  # prefix or "default" -> limits per period
+ENV_RATE_LIMIT_PERIOD: Final = "SWITCHYARD_RATE_LIMIT_PERIOD_S"
+ENV_TENANT_DAILY_BUDGETS: Final = "SWITCHYARD_TENANT_DAILY_BUDGETS"  # tenant or "*" -> USD
+ENV_PRICES: Final = "SWITCHYARD_PRICES"  # prefix -> USD per million tokens
+GATEWAY_ENV: Final = (ENV_RATE_LIMITS, ENV_RATE_LIMIT_PERIOD, ENV_TENANT_DAILY_BUDGETS, ENV_PRICES)
 # Secrets. The worker gets the values injected by ECS under the names the code reads. A Lambda
 # function gets only the secret's ARN (never a value) and resolves it at cold start.
 ENV_ANTHROPIC_API_KEY: Final = "ANTHROPIC_API_KEY"

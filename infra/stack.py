@@ -2,7 +2,9 @@
 
 The constructs create resources; this module decides what each process may see and do:
 
-- the environment of every function and of the worker (``shared/config.py`` reads it);
+- the environment of every function and of the worker (``shared/config.py`` reads it); the
+  provider gateway's settings (rate limits, their period, tenant budgets, prices) go to the
+  processes that call models only: the API function (sync runs) and the worker;
 - every IAM grant, action by action, on the exact resources used. Each role gets only what
   its code calls: ``shared/dal`` uses GetItem, PutItem, UpdateItem, Query and
   TransactWriteItems (authorized as PutItem) on the table; PutObject and GetObject on
@@ -23,7 +25,9 @@ who               may
 API function      table items read/write, by_tenant query, blobs read/write, send to runs
                   queue, read both secrets (sync runs call the model and sign webhooks);
                   start the state machines, describe and stop their executions, answer
-                  approval gates (SendTaskSuccess / SendTaskFailure)
+                  approval gates (SendTaskSuccess / SendTaskFailure). Its item grants
+                  cover the gateway's ``RATE#`` buckets and ``USAGE#`` counters
+                  (GetItem, UpdateItem, Query on the same table)
 authorizer        GetItem on API-key items only (``dynamodb:LeadingKeys`` = ``APIKEY#*``)
 trigger functions table items read/write, blobs read/write, send to runs queue, read the
                   webhook secret (and the model key when a rule may run inline), start the
@@ -34,7 +38,7 @@ DLQ function      table items read/write, blobs read/write, send to the DLQ, rea
 worker task       table items read/write, by_tenant query, blobs read/write, receive /
                   delete / change visibility / send on the runs queue, answer and heartbeat
                   agent stages' tokens on the state machines (its execution role reads the
-                  two secrets ECS injects)
+                  two secrets ECS injects); the gateway's items as for the API function
 pipeline function table items read/write, blobs read/write, GetObject on the inbox bucket's
                   objects (and on the objects of outside buckets whose trigger rules start
                   a pipeline), PutObject under the inbox's ``published/`` prefix only
@@ -191,6 +195,7 @@ class SwitchyardStack(Stack):
             # No X-Ray daemon runs beside the worker.
             c.ENV_POWERTOOLS_TRACE_DISABLED: "true",
             **s.extra_env,
+            **s.gateway.environment(),
         }
         return env
 
@@ -234,7 +239,16 @@ class SwitchyardStack(Stack):
         pipelines = {c.ENV_PIPELINES: self.pipelines.arns_json()}
 
         api = self.api.function
-        api.add_environment({**common, **runs_queue, **pipelines, **self._secret_arns(model=True)})
+        api.add_environment(
+            {
+                **common,
+                **runs_queue,
+                **pipelines,
+                **self._secret_arns(model=True),
+                # Sync runs call the model: the gateway's limits, budgets and prices.
+                **self.settings.gateway.environment(),
+            }
+        )
         api.add_to_policy(
             self._table_items(ITEM_READ + ITEM_WRITE),
             self._index_query(),
@@ -263,6 +277,10 @@ class SwitchyardStack(Stack):
         if rules:
             triggers_env[c.ENV_TRIGGERS] = rules
         triggers_env.update(pipelines)
+        if inline:
+            # Sync rules run agents inside the trigger functions: the same limits, budgets
+            # and prices apply there as in the API and the workers.
+            triggers_env.update(self.settings.gateway.environment())
         for fn in (self.triggers.s3_function, self.triggers.schedule_function):
             fn.add_environment(triggers_env)
             fn.add_to_policy(
@@ -380,9 +398,10 @@ class SwitchyardStack(Stack):
         ]
 
     def _check_environment_size(self) -> None:
-        """The trigger functions carry the largest environment: the rules and the pipelines'
-        ARNs, besides about 1 KB of names and settings. Both are checked against Lambda's
-        4 KB as CloudFormation will resolve them (the ARNs are tokens here)."""
+        """The trigger functions carry the trigger rules and the pipelines' ARNs, the API
+        function the gateway's settings and the same ARNs, besides about 1 KB of names and
+        settings. Both are checked against Lambda's 4 KB as CloudFormation will resolve them
+        (the ARNs are tokens here)."""
         s = self.settings
         rules = s.triggers_json()
         pipelines = pipelines_env_bytes(s, list(self.pipelines.names))
@@ -391,6 +410,13 @@ class SwitchyardStack(Stack):
             raise ConfigError(
                 f"the trigger rules ({len(rules)} bytes) and the pipelines' state machine ARNs "
                 f"(up to {pipelines} bytes) do not fit in the trigger functions' Lambda "
+                f"environment: keep them under {budget} bytes together"
+            )
+        gateway = sum(len(k) + len(v) for k, v in s.gateway.environment().items())
+        if gateway + pipelines > budget:
+            raise ConfigError(
+                f"the gateway settings ({gateway} bytes) and the pipelines' state machine ARNs "
+                f"(up to {pipelines} bytes) do not fit in the API function's Lambda "
                 f"environment: keep them under {budget} bytes together"
             )
         known = self.pipelines.registry

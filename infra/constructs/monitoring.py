@@ -10,14 +10,22 @@ breaching):
 - ``OldestRunWaiting``: the oldest runs-queue message, while messages wait unreceived, is older
   than ``monitoring.oldest_message_alarm_s`` (workers are not keeping up, or none runs);
 - ``Api5xxRate``: 5xx responses above ``monitoring.api_5xx_percent`` of API requests;
+- ``ProviderRateLimited``: the model provider answered more than ``monitoring.provider_429_alarm``
+  429s in 5 minutes (``ProviderRateLimited``, summed over every process and model by a
+  Metrics Insights query: the metric's ``model`` dimension is not known at deploy time);
 - ``<Function>Errors``: any invocation error of a function (the API function answers its
   own errors; an error here is a crash or a timeout).
 
 The dashboard: runs (submitted, started, succeeded, failed, dead-lettered), steps, tokens,
 cost (summed from the ``step completed`` log lines), queue depth, age of the oldest message,
-the DLQs, the worker count, API traffic and the functions. Custom metrics come from the
-processes' EMF lines (namespace ``Switchyard``) with varying dimensions (agent, service,
-...), so their graphs sum a SEARCH over every series of a metric name.
+the DLQs, the worker count, API traffic and the functions; then the provider gateway: tokens
+and cost by agent, rate-limit waits, the provider's 429s, workers holding off, and model
+fallbacks. Custom metrics come from the processes' EMF lines (namespace ``Switchyard``) with
+varying dimensions (agent, service, ...), so their graphs sum a SEARCH over every series of a
+metric name, or group a Metrics Insights query by a dimension (one query per graph: CloudWatch
+runs only one per request). Tokens and cost are emitted under two dimension sets, [service,
+agent] and [service, tenant], so their graphs read the [service, agent] set only: summing
+every series would count each token twice.
 """
 
 from __future__ import annotations
@@ -42,17 +50,65 @@ PERIOD = Duration.minutes(5)
 FAILED_QUEUE_STUCK_S = 900
 
 
+# The dimension set of the per-step token and cost metrics read by agent (the other set is
+# [service, tenant]: see the module docstring).
+BY_AGENT: tuple[str, ...] = ("agent", "service")
+
+
 def custom_total(
-    metric_name: str, label: str, *, statistic: str = "Sum"
+    metric_name: str,
+    label: str,
+    *,
+    statistic: str = "Sum",
+    dimensions: tuple[str, ...] | None = None,
 ) -> cloudwatch.MathExpression:
-    """The sum over every series (any dimensions) of one of Switchyard's own metrics."""
+    """The sum over every series of one of Switchyard's own metrics: any dimensions, or
+    exactly ``dimensions`` (for a metric emitted under several dimension sets)."""
+    scope = (
+        f"{{{c.METRICS_NAMESPACE},{','.join(dimensions)}}}"
+        if dimensions
+        else f'Namespace="{c.METRICS_NAMESPACE}"'
+    )
     search = (
-        f'SEARCH(\'Namespace="{c.METRICS_NAMESPACE}" MetricName="{metric_name}"\', '
-        f"'{statistic}', {int(PERIOD.to_seconds())})"
+        f"SEARCH('{scope} MetricName=\"{metric_name}\"', '{statistic}', {int(PERIOD.to_seconds())})"
     )
     return cloudwatch.MathExpression(
         expression=f"SUM({search})", label=label, period=PERIOD, using_metrics={}
     )
+
+
+def insights_query(
+    function: str,
+    metric_name: str,
+    *,
+    dimensions: tuple[str, ...] | None = None,
+    group_by: tuple[str, ...] = (),
+) -> str:
+    """A Metrics Insights query over one of Switchyard's metrics: every series (or exactly
+    the ``dimensions`` set), aggregated by ``function``, one series per ``group_by`` value."""
+    namespace = f'"{c.METRICS_NAMESPACE}"'
+    source = f"SCHEMA({namespace}, {', '.join(dimensions)})" if dimensions else namespace
+    # A CloudWatch Metrics Insights query built from constants, not SQL run on a database.
+    query = f"SELECT {function}({metric_name}) FROM {source}"  # noqa: S608
+    if group_by:
+        query += f" GROUP BY {', '.join(group_by)}"
+    return query
+
+
+# CloudWatch's dynamic label for "the default label": a grouped query's series are named by
+# their group (the agent, the model...); without it, CDK names every series by the query.
+GROUP_LABEL = "${LABEL}"
+
+
+def insights(query: str, label: str = GROUP_LABEL) -> cloudwatch.MathExpression:
+    """A Metrics Insights query as a metric (alarms evaluate its last 3 hours; graphs show up
+    to 2 weeks). A grouped query returns one series per group, labelled by the group."""
+    return cloudwatch.MathExpression(expression=query, label=label, period=PERIOD, using_metrics={})
+
+
+def provider_rate_limited() -> cloudwatch.MathExpression:
+    """The provider's 429s per 5 minutes, every process and model together."""
+    return insights(insights_query("SUM", c.PROVIDER_RATE_LIMITED_METRIC), label="provider 429s")
 
 
 class Monitoring(Construct):
@@ -100,6 +156,9 @@ class Monitoring(Construct):
             description: str,
             periods: int = 1,
             datapoints: int | None = None,
+            comparison: cloudwatch.ComparisonOperator = (
+                cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+            ),
         ) -> cloudwatch.Alarm:
             created = cloudwatch.Alarm(
                 self,
@@ -110,7 +169,7 @@ class Monitoring(Construct):
                 threshold=threshold,
                 evaluation_periods=periods,
                 datapoints_to_alarm=datapoints or periods,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                comparison_operator=comparison,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
             created.add_alarm_action(action)
@@ -192,6 +251,17 @@ class Monitoring(Construct):
             datapoints=2,
             description="The HTTP API answers 5xx to too many requests.",
         )
+        self.provider_rate_limited = alarm(
+            c.PROVIDER_RATE_LIMITED_ALARM_ID,
+            provider_rate_limited(),
+            threshold=m.provider_429_alarm,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            description=(
+                f"The model provider answered more than {m.provider_429_alarm} 429s in 5 "
+                "minutes: the rate limits are above what the key gets (shared with another "
+                "system, or gateway.rate_limits set too high; docs/operations.md)."
+            ),
+        )
         for fn in functions:
             alarm(
                 f"{fn.node.id}Errors",
@@ -235,8 +305,8 @@ class Monitoring(Construct):
                 width=width,
                 left=[custom_total("Steps", "steps")],
                 right=[
-                    custom_total("InputTokens", "input tokens"),
-                    custom_total("OutputTokens", "output tokens"),
+                    custom_total("InputTokens", "input tokens", dimensions=BY_AGENT),
+                    custom_total("OutputTokens", "output tokens", dimensions=BY_AGENT),
                 ],
             ),
             cloudwatch.LogQueryWidget(
@@ -325,6 +395,61 @@ class Monitoring(Construct):
                 ],
             ),
         )
+        self._gateway_widgets(width, m.provider_429_alarm)
+
+    def _gateway_widgets(self, width: int, alarm_threshold: float) -> None:
+        """Tokens and cost by agent, rate-limit waits, 429s and backpressure, fallbacks."""
+        assert self.dashboard is not None
+
+        def by_agent(title: str, metric_name: str) -> cloudwatch.GraphWidget:
+            query = insights_query("SUM", metric_name, dimensions=BY_AGENT, group_by=("agent",))
+            return cloudwatch.GraphWidget(title=title, width=width, left=[insights(query)])
+
+        self.dashboard.add_widgets(
+            by_agent("Input tokens by agent", "InputTokens"),
+            by_agent("Output tokens by agent", "OutputTokens"),
+            by_agent("Model cost by agent (USD)", "CostUsd"),
+        )
+        self.dashboard.add_widgets(
+            by_agent("Cache read tokens by agent", "CacheReadInputTokens"),
+            by_agent("Cache write tokens by agent", "CacheCreationInputTokens"),
+            cloudwatch.GraphWidget(
+                title="Rate-limit waits (ms waited, by reason)",
+                width=width,
+                left=[insights(insights_query("SUM", "RateLimitWait", group_by=("reason",)))],
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Longest rate-limit wait (ms, by model)",
+                width=width,
+                left=[insights(insights_query("MAX", "RateLimitWait", group_by=("model",)))],
+            ),
+            cloudwatch.GraphWidget(
+                title="Provider 429s and workers holding off",
+                width=width,
+                left=[custom_total(c.PROVIDER_RATE_LIMITED_METRIC, "provider 429s")],
+                right=[custom_total("WorkerBackpressure", "workers holding off")],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=alarm_threshold, label="429 alarm")
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Model fallbacks (by model and reason)",
+                width=width,
+                left=[
+                    insights(insights_query("SUM", "ModelFallbacks", group_by=("model", "reason")))
+                ],
+            ),
+        )
 
 
-__all__ = ["Monitoring", "custom_total"]
+__all__ = [
+    "BY_AGENT",
+    "GROUP_LABEL",
+    "Monitoring",
+    "custom_total",
+    "insights",
+    "insights_query",
+    "provider_rate_limited",
+]

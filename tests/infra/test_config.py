@@ -33,6 +33,8 @@ def test_defaults() -> None:
     assert s.blob_expiry_days == 32
     assert s.triggers_json() == ""
     assert not s.snap_start_for(s.functions.api)
+    assert s.gateway.environment() == {}  # no gateway variable unless configured
+    assert s.monitoring.provider_429_alarm == 10
 
 
 def test_file_then_inline_settings_then_stage(tmp_path: Path) -> None:
@@ -87,6 +89,12 @@ def test_context_settings_may_be_an_object() -> None:
             "expression",
         ),
         ({"triggers": {"s3": [{"name": "x"}]}}, "name exactly one target"),
+        (
+            {"gateway": {"rate_limits": {"default": {"requests": 0}}}},
+            "gateway.rate_limits.default.requests",
+        ),
+        ({"gateway": {"rate_limit_period_s": 0}}, "gateway.rate_limit_period_s"),
+        ({"monitoring": {"provider_429_alarm": -1}}, "monitoring.provider_429_alarm"),
     ],
 )
 def test_invalid_settings_fail_with_a_message_naming_the_problem(

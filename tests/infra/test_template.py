@@ -16,7 +16,7 @@ from aws_cdk.assertions import Match, Template
 
 from functions.api.app import PREFIX, PUBLIC_ROUTES
 from infra import constants as c
-from infra.constructs.monitoring import FAILED_QUEUE_STUCK_S
+from infra.constructs.monitoring import FAILED_QUEUE_STUCK_S, GROUP_LABEL
 from shared.dal import schema
 from tests.infra.conftest import (
     Synth,
@@ -266,6 +266,17 @@ def test_function_environments(main_synth: Synth) -> None:
         assert [r.name for r in rules.schedules] == ["nightly-digest", "hourly"]
     for env in envs.values():
         assert len(json.dumps(env)) < c.LAMBDA_ENV_LIMIT_BYTES
+
+
+def test_no_gateway_variable_when_the_gateway_is_not_configured(main_synth: Synth) -> None:
+    """The main variant sets no `gateway` settings: the code's defaults apply everywhere
+    (tests/infra/test_gateway_config.py has the configured case)."""
+    for handler in HANDLERS:
+        assert not set(env_of(main_synth.function(handler)[1])) & set(c.GATEWAY_ENV), handler
+    worker_env = {e["Name"] for e in worker_container(main_synth)["Environment"]}
+    assert not worker_env & set(c.GATEWAY_ENV)
+    template = json.dumps(main_synth.template)
+    assert not [v for v in c.GATEWAY_ENV if v in template]
 
 
 # ---- HTTP API ----------------------------------------------------------------------------------
@@ -593,6 +604,19 @@ def test_each_role_gets_exactly_the_actions_its_code_uses(main_synth: Synth) -> 
     )
 
 
+def test_the_model_callers_may_use_the_gateway_items_of_the_table(main_synth: Synth) -> None:
+    """Rate-limit buckets (RATE#...) and usage counters (USAGE#...) are items of the one
+    table: the API function and the worker read, update and query them through the item
+    grant on the table, with no new statement and no index."""
+    table = {"Fn::GetAtt": [main_synth.one("AWS::DynamoDB::Table")[0], "Arn"]}
+    _, task = main_synth.one("AWS::ECS::TaskDefinition")
+    gateway_actions = {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    for role in (function_role(main_synth, c.API_HANDLER), ref_id(task["TaskRoleArn"])):
+        (items,) = [s for s in main_synth.statements(role) if s.get("Sid") == "TableItems"]
+        assert resources_of(items) == [table], role
+        assert gateway_actions <= set(actions_of(items)), role
+
+
 def test_nobody_deletes_or_scans_the_table(main_synth: Synth) -> None:
     forbidden = {
         "dynamodb:DeleteItem",
@@ -658,6 +682,7 @@ def test_alarms_notify_the_topic(main_synth: Synth) -> None:
             "TriggerDlqNotEmpty",
             "OldestRunWaiting",
             "Api5xxRate",
+            c.PROVIDER_RATE_LIMITED_ALARM_ID,
             "ApiFunctionErrors",
             "AuthorizerFunctionErrors",
             "S3TriggerFunctionErrors",
@@ -682,6 +707,30 @@ def test_alarms_notify_the_topic(main_synth: Synth) -> None:
     assert any(m.get("Expression") == expression for m in rate["Metrics"])
 
 
+def test_the_provider_429_alarm(main_synth: Synth) -> None:
+    """ProviderRateLimited carries the model as a dimension (unknown at deploy time): the
+    alarm sums every series of the namespace with a Metrics Insights query, per 5 minutes."""
+    stack = main_synth.settings.stack_name
+    _, alarm = main_synth.one(
+        "AWS::CloudWatch::Alarm",
+        lambda p: p.get("AlarmName") == f"{stack}-{c.PROVIDER_RATE_LIMITED_ALARM_ID}",
+    )
+    (query,) = alarm["Metrics"]
+    assert query["Expression"] == (
+        f'SELECT SUM({c.PROVIDER_RATE_LIMITED_METRIC}) FROM "{c.METRICS_NAMESPACE}"'
+    )
+    assert (c.PROVIDER_RATE_LIMITED_METRIC, c.METRICS_NAMESPACE) == (
+        "ProviderRateLimited",
+        "Switchyard",
+    )
+    assert query["Period"] == 300
+    assert query["ReturnData"] is True
+    assert alarm["Threshold"] == main_synth.settings.monitoring.provider_429_alarm == 10
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (1, 1)
+    assert "MetricName" not in alarm
+
+
 def test_the_dashboard_shows_runs_tokens_cost_queues_and_workers(main_synth: Synth) -> None:
     _, dashboard = main_synth.one("AWS::CloudWatch::Dashboard")
     body = json.dumps(dashboard["DashboardBody"])
@@ -700,6 +749,53 @@ def test_the_dashboard_shows_runs_tokens_cost_queues_and_workers(main_synth: Syn
         "5xx",
     ):
         assert needle in body, needle
+
+
+def dashboard_graphs(synth: Synth) -> dict[str, list[dict[str, Any]]]:
+    """Graph title -> its expressions' options (label, expression), from the dashboard body
+    (a Fn::Join of JSON text and tokens; tokens become placeholders)."""
+    _, dashboard = synth.one("AWS::CloudWatch::Dashboard")
+    parts = dashboard["DashboardBody"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else "TOKEN" for p in parts)
+    graphs: dict[str, list[dict[str, Any]]] = {}
+    for widget in json.loads(text)["widgets"]:
+        props = widget["properties"]
+        if "metrics" in props:
+            graphs[props["title"]] = [
+                m[-1] for m in props["metrics"] if isinstance(m[-1], dict) and "expression" in m[-1]
+            ]
+    return graphs
+
+
+def test_the_dashboard_shows_the_gateway(main_synth: Synth) -> None:
+    graphs = dashboard_graphs(main_synth)
+    by_agent = 'FROM SCHEMA("Switchyard", agent, service) GROUP BY agent'
+    for title, metric in (
+        ("Input tokens by agent", "InputTokens"),
+        ("Output tokens by agent", "OutputTokens"),
+        ("Model cost by agent (USD)", "CostUsd"),
+    ):
+        (graph,) = graphs[title]
+        assert graph["expression"] == f"SELECT SUM({metric}) {by_agent}"
+        assert graph["label"] == GROUP_LABEL  # one series per agent, named by the agent
+    (waits,) = graphs["Rate-limit waits (ms waited, by reason)"]
+    assert waits["expression"] == 'SELECT SUM(RateLimitWait) FROM "Switchyard" GROUP BY reason'
+    (fallbacks,) = graphs["Model fallbacks (by model and reason)"]
+    assert fallbacks["expression"] == (
+        'SELECT SUM(ModelFallbacks) FROM "Switchyard" GROUP BY model, reason'
+    )
+    throttled = {
+        g["label"]: g["expression"] for g in graphs["Provider 429s and workers holding off"]
+    }
+    assert 'MetricName="ProviderRateLimited"' in throttled["provider 429s"]
+    assert 'MetricName="WorkerBackpressure"' in throttled["workers holding off"]
+    # Tokens are emitted under [service, agent] and [service, tenant]: a total reads one set
+    # (summing every series would count each token twice).
+    tokens = {g["label"]: g["expression"] for g in graphs["Steps and tokens"]}
+    assert tokens["input tokens"] == (
+        "SUM(SEARCH('{Switchyard,agent,service} MetricName=\"InputTokens\"', 'Sum', 300))"
+    )
+    assert "{Switchyard,agent,service}" in tokens["output tokens"]
 
 
 # ---- outputs, nag, lint ------------------------------------------------------------------------
