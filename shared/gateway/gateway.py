@@ -153,8 +153,8 @@ class ModelGateway:
         self._looked_up: dict[str, float] = {}
         # Capacity this process reserved ahead, per bucket (``prefetch_calls``).
         self._allowance: dict[str, _Allowance] = {}
-        # The queue of this process's waiters, per event loop and bucket.
-        self._waiters: dict[tuple[int, str], asyncio.Lock] = {}
+        # The queue of this process's takes, per event loop and bucket.
+        self._takers: dict[tuple[int, str], asyncio.Lock] = {}
 
     def bucket(self, model: str) -> str:
         return f"{self.key_id}:{model}"
@@ -260,13 +260,15 @@ class ModelGateway:
         take = reservation(request)
         if self._from_allowance(bucket, take):
             return take
-        if await self._try_take(bucket, model, take, limits) is None:
-            return take
-        # Waiters of one process take turns: one polls the store while the others queue
-        # here, rather than a crowd waking on the same instant to be refused together.
+        # One take of a bucket at a time per process: a call that queued here finds the
+        # allowance its predecessor reserved, and waiters take turns, one polling the store
+        # while the rest queue, rather than a crowd being refused together.
         loop_key = (id(asyncio.get_running_loop()), bucket)
-        async with self._waiters.setdefault(loop_key, asyncio.Lock()):
-            while (refused := await self._try_take(bucket, model, take, limits)) is not None:
+        async with self._takers.setdefault(loop_key, asyncio.Lock()):
+            while not self._from_allowance(bucket, take):
+                refused = await self._try_take(bucket, model, take, limits)
+                if refused is None:
+                    break
                 self._busy_until[bucket] = self._clock() + refused
                 await self._wait(model, refused, "limit", trip, max_wait_s)
         return take
@@ -314,8 +316,11 @@ class ModelGateway:
         return NOTHING if allowance is None else -allowance.amounts
 
     def _prefetch(self, bucket: str, take: Amounts, limits: RateLimits) -> Amounts:
-        """More calls' worth to reserve with this one: none unless the bucket was more than
-        half full after this process's last take, up to ``prefetch_calls - 1`` when full."""
+        """More to reserve with this call: nothing unless the bucket was more than half full
+        after this process's last take; then up to ``prefetch_calls - 1`` more requests and
+        their output, and input tokens by share of the capacity (a run's prompt grows with
+        every step, so later calls need more than this one). Never more than an eighth of a
+        dimension's capacity, so a process cannot hoard what others need."""
         most = self.options.prefetch_calls - 1
         remaining = self._remaining.get(bucket)
         if most <= 0 or remaining is None:
@@ -325,16 +330,17 @@ class ModelGateway:
             remaining.input_tokens / limits.input_tokens,
             remaining.output_tokens / limits.output_tokens,
         )
-        extra_calls = round((fullness - 0.5) * 2 * most)
-        # Never so much that the whole take would exceed a dimension's capacity.
-        for have, need in (
-            (limits.requests, take.requests),
-            (limits.input_tokens, take.input_tokens),
-            (limits.output_tokens, take.output_tokens),
-        ):
-            if need > 0:
-                extra_calls = min(extra_calls, have // need - 1)
-        return take * extra_calls if extra_calls > 0 else NOTHING
+        if fullness <= 0.5:
+            return NOTHING
+        share = (fullness - 0.5) / 4
+        calls = min(round((fullness - 0.5) * 2 * most), int(share * limits.requests))
+        if take.output_tokens:
+            calls = min(calls, int(share * limits.output_tokens) // take.output_tokens)
+        if calls <= 0:
+            return NOTHING
+        input_tokens = max(int(share * limits.input_tokens), calls * take.input_tokens)
+        room = limits.input_tokens - take.input_tokens
+        return Amounts(calls, max(0, min(input_tokens, room)), calls * take.output_tokens)
 
     async def _wait(
         self, model: str, wait_s: float, reason: str, trip: _Trip, max_wait_s: float | None
