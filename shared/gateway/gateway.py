@@ -257,7 +257,9 @@ class ModelGateway:
         limits = self._limits_for(bucket, model) or await self._stored_limits(bucket, model)
         if limits is None:
             return NOTHING
-        take = reservation(request)
+        # A call larger than a bucket's capacity reserves the capacity (the store would clamp
+        # it anyway); reconciling against what was really taken charges the rest after.
+        take = _at_most(reservation(request), limits)
         if self._from_allowance(bucket, take):
             return take
         # One take of a bucket at a time per process: a call that queued here finds the
@@ -400,6 +402,14 @@ class ModelGateway:
     def _limits_of(self, bucket: str) -> RateLimits | None:
         model = bucket[len(self.key_id) + 1 :]
         return self._limits_for(bucket, model)
+
+
+def _at_most(take: Amounts, limits: RateLimits) -> Amounts:
+    return Amounts(
+        min(take.requests, limits.requests),
+        min(take.input_tokens, limits.input_tokens),
+        min(take.output_tokens, limits.output_tokens),
+    )
 
 
 def _holds_more(ours: Remaining, said: Remaining, limits: RateLimits) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,9 +24,12 @@ from shared.config import Settings
 from shared.errors import (
     ConflictError,
     NotFoundError,
+    ProviderError,
+    RateLimitError,
     RunExistsError,
     RunNotFoundError,
     RuntimeStateError,
+    UsageStoreError,
 )
 from shared.gateway.factory import build_gateway
 from shared.ids import new_run_id
@@ -53,6 +57,8 @@ from shared.runtime.observer import RunObserver
 from shared.runtime.state import replay
 from shared.tenancy.base import ControlStore, IdempotencyRecord
 from shared.usage.recorder import UsageRecorder
+
+logger = logging.getLogger("switchyard.service")
 
 MAX_WAIT_S = 20.0
 POLL_START_S = 0.1
@@ -228,6 +234,15 @@ async def _run_inline(svc: Services, run: Run) -> Submitted:
             result = await execute_run(svc, run.run_id, deadline=soft)
     except TimeoutError:
         # A single call outlived the budget: the runtime released the run unfinished.
+        result = await svc.journal.get_run(run.run_id)
+    except (ProviderError, RateLimitError, UsageStoreError) as exc:
+        # A failure a retry can get past (every model overloaded, the shared buckets or the
+        # counters unreachable): the runtime released the run unfinished; the async track
+        # retries it, as it would any redelivered run.
+        logger.warning(
+            "sync run handed to the async track after a retryable failure",
+            extra={"run_id": run.run_id, "error_code": exc.code},
+        )
         result = await svc.journal.get_run(run.run_id)
     # A Lambda may be frozen once it answers: its counters are written before it does.
     await svc.usage.flush(force=True)

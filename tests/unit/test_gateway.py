@@ -373,3 +373,14 @@ async def test_concurrent_calls_of_a_process_queue_for_one_take_at_a_time() -> N
     # allowance the one before it reserved.
     assert len(store.takes) <= 4
     assert sum(t.requests for t in store.takes) >= 8
+
+
+async def test_a_call_larger_than_the_bucket_is_charged_what_it_used_after() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    small = {"default": RateLimitSetting(requests=100, input_tokens=50, output_tokens=10**6)}
+    # The prompt alone is estimated above the 50-token capacity, and 80 tokens are used.
+    gw = gateway(answering(Usage(input_tokens=80, output_tokens=1)), time, store, limits=small)
+    assert (await gw.call(REQUEST, ["primary"])).throttled_s == 0
+    # The next call carries the 30 tokens beyond the capacity: the bucket owes them, so it
+    # waits for 30 + 50 tokens at 50 a minute.
+    assert (await gw.call(REQUEST, ["primary"])).throttled_s == pytest.approx(96.0)

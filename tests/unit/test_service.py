@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.config import Settings
-from shared.errors import ConflictError, NotFoundError
+from shared.errors import ConflictError, NotFoundError, ProviderError
 from shared.logic import service
 from shared.logic.threads import ThreadHistory, thread_turn
 from shared.models.api import OnConflict, RunCreate
+from shared.models.messages import ModelRequest, ModelResponse
 from shared.models.run import RunStatus
+from shared.providers.offline import OfflineProvider
 from shared.queue.memory import MemoryQueue
 from shared.tenancy.base import IdempotencyRecord
 from shared.wiring import build_services
@@ -173,3 +175,31 @@ async def test_another_tenants_run_is_not_found() -> None:
         await service.get_run(svc, "globex", run.run.run_id)
     with pytest.raises(NotFoundError):
         await service.cancel_run(svc, "globex", run.run.run_id)
+
+
+class _FlakyProvider:
+    """The offline model whose first ``failures`` calls fail with a retryable error."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.inner = OfflineProvider()
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        if self.failures:
+            self.failures -= 1
+            raise ProviderError("503 unavailable", status=503, retryable=True)
+        return await self.inner.complete(request)
+
+
+async def test_sync_run_whose_model_fails_retryably_is_handed_to_the_queue() -> None:
+    svc = _svc(provider_attempts=1)  # the gateway gives up on a model at its first 503
+    # Every model of the agent's chain fails once.
+    provider = _FlakyProvider(failures=len(svc.registry.get("researcher").models))
+    svc.make_provider = lambda: provider
+    submitted = await service.create_run(
+        svc, "acme", RunCreate(agent="researcher", input="q", mode="sync")
+    )
+    # Not a 500 with the run stranded as queued and no message: the async track has it.
+    assert submitted.promoted
+    assert submitted.run.status is RunStatus.QUEUED
+    assert await _drain(svc) == ["succeeded"]
