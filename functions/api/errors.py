@@ -40,7 +40,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_request": 422,
     "unknown_agent": 422,
     "unknown_pipeline": 422,
-    "rate_limited": 429,  # reserved: distributed rate limits are a later milestone
+    # Reserved: provider rate limits delay runs (shared/gateway), they are never refused;
+    # the API's own throttling is API Gateway's, answered before this code runs.
+    "rate_limited": 429,
     "unavailable": 503,
     "pipeline_not_deployed": 503,
 }

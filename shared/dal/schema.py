@@ -34,6 +34,11 @@ the index keys; every write is one UpdateItem that ``ADD``s to the counts:
 - ``USAGE#{tenant}`` / ``D#{yyyy-mm-dd}``: the tenant's total of one UTC day (every agent),
   what a daily budget is checked against.
 
+The provider gateway's rate-limit buckets (``shared.ratelimit.dynamodb``), one item each,
+without the index keys: ``RATE#{bucket}`` / ``RATE``, the bucket being the provider key's
+fingerprint and the model (``anthropic:{sha256[:16]}:{model}``); a take is one conditional
+UpdateItem.
+
 A ``#`` or ``%`` in a tenant (or a stage or agent name) is percent-escaped inside these keys,
 so distinct (tenant, id) pairs never share a key.
 

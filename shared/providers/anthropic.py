@@ -1,10 +1,11 @@
 """The Anthropic provider: one Messages API call through the official SDK (``AsyncAnthropic``).
 
 This is the only module that imports ``anthropic`` (about 0.9 s), so code paths that never call
-a model do not pay for it. The SDK retries 429, 529, 5xx and connection failures itself,
-honouring ``retry-after`` / ``retry-after-ms``; whatever still fails is wrapped into a
-``ProviderError`` whose ``retryable`` flag tells the runtime whether a redelivery can help, and
-a ``ProviderOverloadedError`` makes the runtime fall back along the agent's model chain.
+a model do not pay for it. Behind the gateway (``shared.providers.factory``) the SDK's own
+retries are off (``max_retries=0``): the gateway retries, waits out 429s for every process
+and fails over. A failure is wrapped into a ``ProviderError`` whose ``retryable`` flag says
+whether trying again can help; a ``ProviderOverloadedError`` makes the gateway fall back along
+the agent's model chain. (Built directly, the provider keeps the SDK's default retries.)
 
 A response's ``anthropic-ratelimit-*`` headers become ``ModelResponse.rate_limits``, and an
 error's ``retry-after-ms`` / ``retry-after`` become ``ProviderError.retry_after_s``, so the
@@ -261,7 +262,7 @@ def _wrap(exc: anthropic.AnthropicError, model: str, secrets: list[str]) -> Prov
             return ProviderOverloadedError(
                 message, status=status, retryable=True, retry_after_s=wait
             )
-        # 408 and 409 (lock timeout) are transient: the SDK retries them too.
+        # 408 and 409 (lock timeout) are transient: retrying can help (the SDK agrees).
         retryable = (status or 0) >= 500 or status in (408, 409) or kind == "api_error"
         return ProviderError(message, status=status, retryable=retryable, retry_after_s=wait)
     if isinstance(exc, anthropic.APITimeoutError):
