@@ -33,6 +33,7 @@ commute, so concurrent flushes write disjoint deltas.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -123,18 +124,29 @@ class UsageRecorder:
             self._last_flush = now
             for key, counts in batch.items():
                 _bump(self._in_flight, _tenant_day(key), counts.cost_nanos)
-        written = False
+        # Shielded: a flush cancelled by its caller (a worker stopping) does not stop the
+        # write, whose threads go on anyway; the batch is settled by how the write ended,
+        # so a write that landed is never put back and written again.
+        write = asyncio.ensure_future(
+            self.counters.add([counts.delta(*key) for key, counts in batch.items()])
+        )
         try:
-            await self.counters.add([counts.delta(*key) for key, counts in batch.items()])
-            written = True
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            write.add_done_callback(lambda done: self._settle(batch, written=_landed(done)))
+            raise
         except UsageStoreError as exc:
             logger.warning(
                 "usage counters not written, kept for the next flush: %s",
                 exc.message,
                 extra={"deltas": len(batch)},
             )
-        finally:
-            self._settle(batch, written=written)
+            self._settle(batch, written=False)
+        except BaseException:
+            self._settle(batch, written=False)
+            raise
+        else:
+            self._settle(batch, written=True)
 
     async def spent_today(self, tenant: str) -> float:
         """USD the tenant has spent this UTC day, as far as this process can tell (see the
@@ -205,6 +217,10 @@ class UsageRecorder:
         )
         written_since = self._written.get(key, 0) - view.written_nanos
         return view.stored_nanos + written_since + self._in_flight.get(key, 0) + buffered
+
+
+def _landed(write: asyncio.Future[None]) -> bool:
+    return not write.cancelled() and write.exception() is None
 
 
 def _tenant_day(key: BufferKey) -> TenantDay:

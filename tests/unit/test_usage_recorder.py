@@ -284,15 +284,43 @@ async def test_a_failed_flush_merges_back_with_records_made_meanwhile(
     )
 
 
-async def test_a_cancelled_flush_keeps_its_deltas(recorder: UsageRecorder, spy: Spy) -> None:
+async def test_a_cancelled_flush_lets_its_write_finish_and_never_writes_twice(
+    recorder: UsageRecorder, spy: Spy
+) -> None:
     spy.gate = asyncio.Event()
+    record(recorder)
+    flushing = asyncio.create_task(recorder.flush(force=True))
+    await spy.entered.wait()
+    flushing.cancel()  # a worker stopping while its counts are being written
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    spy.gate.set()  # the write was not stopped: it lands
+    await _write_settled(spy)
+    await recorder.flush(force=True)
+    assert len(spy.adds) == 1  # written once, not put back and written again
+    assert (await spy.store.day_total("acme", AT.date())).steps == 1
+
+
+async def test_a_cancelled_flush_whose_write_fails_keeps_its_deltas(
+    recorder: UsageRecorder, spy: Spy
+) -> None:
+    spy.gate = asyncio.Event()
+    spy.fail = True
     record(recorder)
     flushing = asyncio.create_task(recorder.flush(force=True))
     await spy.entered.wait()
     flushing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await flushing
+    spy.gate.set()
+    await _write_settled(spy)
     assert [d.steps for d in recorder.pending()] == [1]
+
+
+async def _write_settled(spy: Spy) -> None:
+    """Let the released write and its settling callback run (a few loop turns)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 async def test_concurrent_records_and_flushes_count_everything_exactly(
