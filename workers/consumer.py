@@ -301,13 +301,7 @@ class Consumer:
     async def _write_counts(self) -> None:
         """What this process still holds of usage counts and rate-limit reconciliations."""
         await self.svc.usage.flush(force=True)
-        try:
-            await self.svc.runtime().gateway.flush()
-        except Exception as exc:
-            # Lost give-backs only leave the shared buckets conservative for a period.
-            self.logger.warning(
-                "cannot write rate-limit reconciliations", extra={"error": str(exc)}
-            )
+        await self.svc.runtime().gateway.flush()
 
     def _stamp(self) -> None:
         if self.health is not None:

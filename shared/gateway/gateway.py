@@ -22,14 +22,21 @@ A non-retryable error is raised as is; when the chain is exhausted the last erro
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLimitedError
+from shared.errors import (
+    ProviderError,
+    ProviderOverloadedError,
+    ProviderRateLimitedError,
+    RateLimitError,
+)
 from shared.gateway.estimate import counted_input, reconciliation, reservation
 from shared.gateway.limits import (
     LimitTable,
@@ -39,7 +46,7 @@ from shared.gateway.limits import (
 )
 from shared.models.messages import ModelRequest, ModelResponse
 from shared.providers.base import Provider
-from shared.ratelimit import NOTHING, Amounts, RateLimits, RateLimitStore, Remaining
+from shared.ratelimit import NOTHING, Acquired, Amounts, RateLimits, RateLimitStore, Remaining
 
 logger = logging.getLogger("switchyard.gateway")
 
@@ -153,11 +160,16 @@ class ModelGateway:
         self._looked_up: dict[str, float] = {}
         # Capacity this process reserved ahead, per bucket (``prefetch_calls``).
         self._allowance: dict[str, _Allowance] = {}
-        # The queue of this process's takes, per event loop and bucket.
-        self._takers: dict[tuple[int, str], asyncio.Lock] = {}
+        # The queue of this process's takes, per event loop (the API runs one per thread;
+        # a lock belongs to its loop) and bucket.
+        self._takers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
 
     def bucket(self, model: str) -> str:
-        return f"{self.key_id}:{model}"
+        """Models a configured prefix covers share its bucket (the provider limits a model
+        class, whatever the dated or aliased name); any other model has its own."""
+        return f"{self.key_id}:{self.limits.class_of(model)}"
 
     def pressure_s(self) -> float:
         """How long the most throttled bucket refuses from now (0: none does)."""
@@ -166,14 +178,19 @@ class ModelGateway:
 
     async def flush(self) -> None:
         """Write the reconciliations still carried and give back unused allowances (a worker
-        stopping calls this)."""
+        stopping, a sync run answering: a Lambda may be frozen next). Never raises: what
+        cannot be written leaves the shared buckets conservative for at most a period."""
         for bucket in list(self._allowance):
             self._carry[bucket] = self._carry.get(bucket, NOTHING) + self._return_allowance(bucket)
         carried, self._carry = self._carry, {}
         for bucket, delta in carried.items():
             limits = self._limits_of(bucket)
             if limits is not None and self.store is not None and not delta.is_zero:
-                await self.store.adjust(bucket, delta, limits, now=self._clock())
+                await self._best_effort(self._adjust, bucket, delta, limits)
+
+    async def _adjust(self, bucket: str, delta: Amounts, limits: RateLimits) -> None:
+        if self.store is not None:
+            await self.store.adjust(bucket, delta, limits, now=self._clock())
 
     async def call(
         self, request: ModelRequest, models: Sequence[str], *, max_wait_s: float | None = None
@@ -222,15 +239,17 @@ class ModelGateway:
                 wait = exc.retry_after_s if exc.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
                 until = self._clock() + wait
                 self._busy_until[bucket] = max(self._busy_until.get(bucket, 0.0), until)
-                if self.store is not None:
-                    await self.store.block(bucket, until)
+                await self._best_effort(self._block, bucket, until)
                 await self._wait(model, wait, "429", trip, max_wait_s)
                 continue
             except ProviderOverloadedError:
                 self._give_back(bucket, reserved)
                 raise
             except ProviderError as exc:
-                self._give_back(bucket, reserved)
+                # Refused (4xx): nothing was counted. A 5xx, a timeout or a dropped connection
+                # may have been admitted and counted: only the output it never made comes back.
+                rejected = exc.status is not None and 400 <= exc.status < 500
+                self._give_back(bucket, reserved, admitted=not rejected)
                 attempts += 1
                 if not exc.retryable or attempts >= self.options.attempts_per_model:
                     raise
@@ -238,10 +257,23 @@ class ModelGateway:
                 await self._sleep(self._jitter(backoff))
                 continue
             except BaseException:
-                self._give_back(bucket, reserved)
+                self._give_back(bucket, reserved, admitted=True)
                 raise
             await self._reconcile(bucket, reserved, response)
             return response
+
+    async def _block(self, bucket: str, until: float) -> None:
+        if self.store is not None:
+            await self.store.block(bucket, until)
+
+    async def _best_effort(self, write: Callable[..., Awaitable[None]], *args: object) -> None:
+        """A write that tunes the shared buckets (a block, learned limits, a lowered level):
+        when the store fails, the call it follows still counts, so log and carry on rather
+        than throw away a served response or fail a wait."""
+        try:
+            await write(*args)
+        except RateLimitError as exc:
+            logger.warning("rate-limit store write skipped: %s", exc.message)
 
     async def _reserve(
         self,
@@ -265,8 +297,11 @@ class ModelGateway:
         # One take of a bucket at a time per process: a call that queued here finds the
         # allowance its predecessor reserved, and waiters take turns, one polling the store
         # while the rest queue, rather than a crowd being refused together.
-        loop_key = (id(asyncio.get_running_loop()), bucket)
-        async with self._takers.setdefault(loop_key, asyncio.Lock()):
+        locks = self._takers.setdefault(asyncio.get_running_loop(), {})
+        lock = locks.get(bucket)
+        if lock is None:
+            lock = locks[bucket] = asyncio.Lock()
+        async with lock:
             while not self._from_allowance(bucket, take):
                 refused = await self._try_take(bucket, model, take, limits)
                 if refused is None:
@@ -287,7 +322,21 @@ class ModelGateway:
             carry = self._carry.pop(bucket, NOTHING) + self._return_allowance(bucket)
             extra = self._prefetch(bucket, take, limits) if prefetching else NOTHING
             now = self._clock()
-            acquired = await self.store.acquire(bucket, take + extra, limits, now=now, carry=carry)
+            # Shielded: the store's write goes on in its thread even if this call is
+            # cancelled (the run's timeout); its outcome is then settled when it ends.
+            pending = asyncio.ensure_future(
+                self.store.acquire(bucket, take + extra, limits, now=now, carry=carry)
+            )
+            try:
+                acquired = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                pending.add_done_callback(
+                    functools.partial(self._orphaned, bucket, taken=take + extra, carry=carry)
+                )
+                raise
+            except BaseException:
+                self._carry[bucket] = self._carry.get(bucket, NOTHING) + carry
+                raise
             if acquired.limits is not None and acquired.limits != self._learned.get(bucket):
                 self._learned[bucket] = acquired.limits
                 limits = self._limits_for(bucket, model) or limits
@@ -303,6 +352,10 @@ class ModelGateway:
                 continue
             return acquired.wait_s
 
+    async def _observe(self, bucket: str, said: Remaining, limits: RateLimits) -> None:
+        if self.store is not None:
+            await self.store.observe(bucket, said, limits, now=self._clock())
+
     def _from_allowance(self, bucket: str, take: Amounts) -> bool:
         allowance = self._allowance.get(bucket)
         if allowance is None or self._clock() >= allowance.until:
@@ -311,6 +364,15 @@ class ModelGateway:
             return False
         allowance.amounts = allowance.amounts + (-take)
         return True
+
+    def _orphaned(
+        self, bucket: str, done: asyncio.Future[Acquired], *, taken: Amounts, carry: Amounts
+    ) -> None:
+        """A take whose caller was cancelled: nobody uses what it took, so it is given back;
+        a take that did not happen leaves its carry to the next one."""
+        granted = not done.cancelled() and done.exception() is None and done.result().granted
+        back = -taken if granted else carry
+        self._carry[bucket] = self._carry.get(bucket, NOTHING) + back
 
     def _return_allowance(self, bucket: str) -> Amounts:
         """What is left of this process's allowance, as a give-back for the next take."""
@@ -354,10 +416,13 @@ class ModelGateway:
         trip.throttled_s += pause
         await self._sleep(pause)
 
-    def _give_back(self, bucket: str, reserved: Amounts) -> None:
-        """A call that was not served took nothing from the provider's limits."""
-        if not reserved.is_zero:
-            self._carry[bucket] = self._carry.get(bucket, NOTHING) + (-reserved)
+    def _give_back(self, bucket: str, reserved: Amounts, *, admitted: bool = False) -> None:
+        """A call refused before admission took nothing from the provider's limits; one that
+        may have been admitted took its request and input, never the output it did not
+        produce."""
+        back = Amounts(0, 0, reserved.output_tokens) if admitted else reserved
+        if not back.is_zero:
+            self._carry[bucket] = self._carry.get(bucket, NOTHING) + (-back)
 
     async def _reconcile(self, bucket: str, reserved: Amounts, response: ModelResponse) -> None:
         if not reserved.is_zero:
@@ -369,7 +434,7 @@ class ModelGateway:
         told = reported_limits(info, self.limits.period_s)
         if told is not None and told != self._learned.get(bucket):
             self._learned[bucket] = told
-            await self.store.learn_limits(bucket, told)
+            await self._best_effort(self.store.learn_limits, bucket, told)
         limits = self._limits_of(bucket)
         if limits is None:
             return
@@ -381,7 +446,7 @@ class ModelGateway:
         said = reported_remaining(info, full)
         ours = self._remaining.get(bucket)
         if said is not None and ours is not None and _holds_more(ours, said, limits):
-            await self.store.observe(bucket, said, limits, now=self._clock())
+            await self._best_effort(self._observe, bucket, said, limits)
 
     async def _stored_limits(self, bucket: str, model: str) -> RateLimits | None:
         """Limits another process learned for a model nothing configures (looked up at most

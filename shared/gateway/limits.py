@@ -22,6 +22,10 @@ class LimitTable:
     def __bool__(self) -> bool:
         return bool(self._configured)
 
+    def class_of(self, model: str) -> str:
+        """The configured prefix that covers ``model`` (not ``default``), else the model."""
+        return next((p for p in self._prefixes if model.startswith(p)), model)
+
     def configured(self, model: str) -> RateLimits | None:
         setting = next(
             (self._configured[p] for p in self._prefixes if model.startswith(p)),

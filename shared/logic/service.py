@@ -244,8 +244,10 @@ async def _run_inline(svc: Services, run: Run) -> Submitted:
             extra={"run_id": run.run_id, "error_code": exc.code},
         )
         result = await svc.journal.get_run(run.run_id)
-    # A Lambda may be frozen once it answers: its counters are written before it does.
+    # A Lambda may be frozen once it answers: its counters and rate-limit reconciliations
+    # (with what is left of its allowance) are written before it does.
     await svc.usage.flush(force=True)
+    await svc.runtime().gateway.flush()
     if result.status in (RunStatus.QUEUED, RunStatus.RUNNING):
         await svc.queue.send(RunMessage(run_id=run.run_id))
         return Submitted(run=result, created=True, promoted=True)

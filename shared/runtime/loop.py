@@ -431,7 +431,8 @@ class _Execution:
                     call = await self.rt.gateway.call(
                         request, self.agent.models, max_wait_s=max_wait
                     )
-            self.last_model_ms = (time.monotonic() - started) * 1000
+            # The model's own time: waits for rate limits are reported on their own.
+            self.last_model_ms = (time.monotonic() - started - call.throttled_s) * 1000
             return call
         except ThrottledTooLong:
             await self._flush_tools()

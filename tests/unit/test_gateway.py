@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.config import RateLimitSetting
-from shared.errors import ProviderError, ProviderOverloadedError, ProviderRateLimitedError
+from shared.errors import (
+    ProviderError,
+    ProviderOverloadedError,
+    ProviderRateLimitedError,
+    RateLimitError,
+)
 from shared.gateway import GatewayOptions, LimitTable, ModelGateway, ThrottledTooLong
 from shared.gateway.estimate import estimate_input_tokens
 from shared.models.messages import ModelRequest, ModelResponse, RateLimitInfo, RateLimitWindow
@@ -384,3 +389,98 @@ async def test_a_call_larger_than_the_bucket_is_charged_what_it_used_after() -> 
     # The next call carries the 30 tokens beyond the capacity: the bucket owes them, so it
     # waits for 30 + 50 tokens at 50 a minute.
     assert (await gw.call(REQUEST, ["primary"])).throttled_s == pytest.approx(96.0)
+
+
+async def test_a_server_error_keeps_its_request_and_input_charged() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    two = {"default": RateLimitSetting(requests=2, input_tokens=10**6, output_tokens=10**6)}
+    provider = answering()
+    provider.fail_at(1, ProviderError("500", status=500, retryable=True))
+    gw = gateway(provider, time, store, limits=two)
+    with pytest.raises(ProviderError):
+        await gw.call(REQUEST, ["primary"])
+    # The provider may have admitted (and counted) the failed call: one request is left.
+    assert (await gw.call(REQUEST, ["primary"])).throttled_s == 0
+    assert (await gw.call(REQUEST, ["primary"])).throttled_s == pytest.approx(30.0)
+
+
+class FailingWrites(MemoryRateLimitStore):
+    """A store whose tuning writes fail (takes still work)."""
+
+    async def learn_limits(self, bucket: str, limits: RateLimits) -> None:
+        raise RateLimitError("rate-limit store: DynamoDB is down")
+
+    async def block(self, bucket: str, until: float) -> None:
+        raise RateLimitError("rate-limit store: DynamoDB is down")
+
+
+async def test_a_failing_store_write_never_throws_away_a_served_response() -> None:
+    time, store = FakeTime(), FailingWrites()
+    provider = ScriptedProvider(
+        responder=lambda r: limited(text_response("ok", model=r.model), 50, 49)
+    )
+    provider.fail_at(1, ProviderRateLimitedError("429", status=429, retry_after_s=1.0))
+    gw = gateway(provider, time, store)
+    call = await gw.call(REQUEST, ["primary"])  # the 429's block and the learning both fail
+    assert call.response.text() == "ok"
+    assert call.rate_limited == 1
+
+
+class GatedStore(MemoryRateLimitStore):
+    """A store whose next take waits for the test, and lands even if its caller is
+    cancelled meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+
+    async def acquire(
+        self,
+        bucket: str,
+        take: Amounts,
+        limits: RateLimits,
+        *,
+        now: float,
+        carry: Amounts = NOTHING,
+    ) -> Acquired:
+        gate, self.gate = self.gate, None
+        if gate is None:
+            return await super().acquire(bucket, take, limits, now=now, carry=carry)
+        self.entered.set()
+
+        async def write() -> Acquired:
+            await gate.wait()
+            return await super(GatedStore, self).acquire(bucket, take, limits, now=now, carry=carry)
+
+        # Like DynamoDB's thread: cancelling the caller does not stop the write.
+        return await asyncio.shield(asyncio.ensure_future(write()))
+
+
+async def test_a_call_cancelled_while_taking_gives_back_what_the_take_got() -> None:
+    time, store = FakeTime(), GatedStore()
+    two = {"default": RateLimitSetting(requests=2, input_tokens=10**6, output_tokens=10**6)}
+    gw = gateway(answering(), time, store, limits=two)
+    gate = store.gate = asyncio.Event()
+    task = asyncio.create_task(gw.call(REQUEST, ["primary"]))
+    await store.entered.wait()
+    task.cancel()  # the run's timeout fires while the store is writing
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.set()  # the write lands all the same
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # Nobody used that take: it rides back with the next one, so both requests are there.
+    assert (await gw.call(REQUEST, ["primary"])).throttled_s == 0
+    assert (await gw.call(REQUEST, ["primary"])).throttled_s == 0
+
+
+async def test_models_under_one_configured_prefix_share_its_bucket() -> None:
+    time, store = FakeTime(), MemoryRateLimitStore()
+    family = {"claude-x": RateLimitSetting(requests=2, input_tokens=10**6, output_tokens=10**6)}
+    gw = gateway(answering(), time, store, limits=family)
+    assert gw.bucket("claude-x-20260101") == gw.bucket("claude-x-latest") == "key:claude-x"
+    await gw.call(REQUEST, ["claude-x-20260101"])
+    await gw.call(REQUEST, ["claude-x-latest"])
+    assert (await gw.call(REQUEST, ["claude-x-20260101"])).throttled_s == pytest.approx(30.0)
+    assert gw.bucket("other-model") == "key:other-model"
