@@ -45,7 +45,8 @@ Priced with ``benchmarks/prices.py`` (us-east-1, on-demand list prices):
 Every model call goes through the gateway's shared rate limits, as in a deployment: the stack
 runs with ``SWITCHYARD_RATE_LIMITS`` (``--rate-limits``, default ``RATE_LIMITS``: a key with
 room for this load), so the buckets' DynamoDB writes are counted, as are the usage counters'
-(each process writes them every few seconds). ``--rate-limits tier4`` uses a tier-4-sized key
+(each process writes them every few seconds), one rate-limit write per model call unless
+``--prefetch`` is above 1 (see docs/gateway.md). ``--rate-limits tier4`` uses a tier-4-sized key
 (4,000 requests, 2,000,000 input and 400,000 output tokens a minute) that this load, with no
 model latency, saturates: a write per model call, the limiter's most expensive regime.
 
@@ -627,6 +628,7 @@ def measure(
     incompressible: bool,
     a: Assumptions,
     rate_limits: str = RATE_LIMITS,
+    prefetch: int = 1,
 ) -> dict[str, Any]:
     available = shapes(incompressible)
     with tempfile.TemporaryDirectory(prefix="switchyard-cost-") as tmp:
@@ -635,7 +637,11 @@ def measure(
         stack = StackProcess(
             command,
             state_dir,
-            {"SWITCHYARD_AGENT_MODULES": AGENT_MODULE, "SWITCHYARD_RATE_LIMITS": rate_limits},
+            {
+                "SWITCHYARD_AGENT_MODULES": AGENT_MODULE,
+                "SWITCHYARD_RATE_LIMITS": rate_limits,
+                "SWITCHYARD_RATE_LIMIT_PREFETCH": str(prefetch),
+            },
         )
         try:
             url, key = stack.ready(READY_TIMEOUT_S)
@@ -669,7 +675,8 @@ def measure(
     return {
         "benchmark": "cost_per_run",
         "stack": f"{launcher} --workers {workers} --latency 0, "
-        f"SWITCHYARD_AGENT_MODULES={AGENT_MODULE}, SWITCHYARD_RATE_LIMITS={rate_limits}",
+        f"SWITCHYARD_AGENT_MODULES={AGENT_MODULE}, SWITCHYARD_RATE_LIMITS={rate_limits}, "
+        f"SWITCHYARD_RATE_LIMIT_PREFETCH={prefetch}",
         "runs_per_shape": runs,
         "warmup_runs": warmup,
         "payload_kind": "random base64 (incompressible)" if incompressible else "JSON records",
@@ -712,6 +719,12 @@ def main(argv: list[str] | None = None) -> None:
         default=RATE_LIMITS,
         help="SWITCHYARD_RATE_LIMITS JSON for the stack, or 'tier4' (a key this load saturates)",
     )
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=1,
+        help="SWITCHYARD_RATE_LIMIT_PREFETCH: calls' worth one rate-limit write may reserve",
+    )
     args = parser.parse_args(argv)
     rate_limits = TIER4_LIMITS if args.rate_limits == "tier4" else args.rate_limits
     selected = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -732,6 +745,7 @@ def main(argv: list[str] | None = None) -> None:
         args.incompressible,
         assumptions,
         rate_limits,
+        args.prefetch,
     )
     print(json.dumps(result))
 

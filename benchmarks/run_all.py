@@ -66,6 +66,12 @@ BENCHMARKS: list[tuple[str, list[str], str, str]] = [
     ),
     (
         "cost_per_run",
+        ["--runs", "20", "--shapes", "async", "--prefetch", "8"],
+        "async_infra_usd_per_1000, async_top_costs, async_total_usd_per_1000",
+        "same, with rate-limit prefetch on (up to 8 calls' worth per write; off by default)",
+    ),
+    (
+        "cost_per_run",
         ["--runs", "20", "--shapes", "async", "--rate-limits", "tier4"],
         "async_infra_usd_per_1000, async_top_costs, async_total_usd_per_1000",
         "same, on a tier-4-sized key this load saturates (one rate-limit write per model "

@@ -92,8 +92,11 @@ class Settings(BaseModel):
     rate_limits: dict[str, RateLimitSetting] = Field(default_factory=dict)
     rate_limit_period_s: float = Field(default=60.0, gt=0, le=3600)
     # Up to this many calls' worth reserved in one write while a bucket is more than half
-    # full (1: a write per call).
-    rate_limit_prefetch: int = Field(default=8, ge=1, le=64)
+    # full (1, the default: a write per call). Fewer writes, but the provider counts a
+    # reserved call when it is made, up to a twelfth of the window later: at the start of a
+    # burst several processes can send more than the limit (a few 429s, waited out). For
+    # keys used far below their limits.
+    rate_limit_prefetch: int = Field(default=1, ge=1, le=64)
     # A worker stops taking new runs while a model call would wait longer than this.
     backpressure_wait_s: float = Field(default=5.0, ge=0)
     # Calls to one model that fail with a retryable error (5xx, timeouts) before the gateway

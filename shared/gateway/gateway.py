@@ -105,8 +105,9 @@ class GatewayOptions:
     # While a bucket is more than half full, one write reserves up to this many calls'
     # worth; this process serves the rest from that allowance without a write.
     prefetch_calls: int = 1
-    # An allowance older than this is given back: the provider counts a call when it is
-    # made, so capacity taken long before would be counted in the wrong window.
+    # An allowance older than this (or a twelfth of the limits' window, if shorter) is given
+    # back: the provider counts a call when it is made, so capacity taken long before would
+    # be counted in the wrong window.
     prefetch_ttl_s: float = 5.0
 
 
@@ -344,7 +345,10 @@ class ModelGateway:
                 self._busy_until.pop(bucket, None)
                 self._remaining[bucket] = acquired.remaining
                 if not extra.is_zero:
-                    self._allowance[bucket] = _Allowance(extra, now + self.options.prefetch_ttl_s)
+                    # Capacity reserved now but used later is counted by the provider
+                    # later: a short life (a twelfth of the window at most) bounds the skew.
+                    ttl = min(self.options.prefetch_ttl_s, limits.period_s / 12)
+                    self._allowance[bucket] = _Allowance(extra, now + ttl)
                 return None
             self._carry[bucket] = self._carry.get(bucket, NOTHING) + carry
             if not extra.is_zero:

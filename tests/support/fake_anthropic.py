@@ -424,6 +424,8 @@ class FakeAnthropicServer:
         self.limits = limits
         self._limiter = _Limiter(limits, clock) if limits is not None else None
         self._rate_limited = 0
+        # The limiter's 429s by what ran out ("50 requests", "15000 input tokens", ...).
+        self.refused_by: Counter[str] = Counter()
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -551,6 +553,7 @@ class FakeAnthropicServer:
             headers = limiter.headers(key)
             if refusal is not None:
                 self._rate_limited += 1
+                self.refused_by[refusal.message.split(" per ")[0].split(" of ")[-1]] += 1
                 return _Answer(fault=refusal, headers=headers, refused=True)
         if prefix[1] is not None:
             self._cached_prefixes.add(prefix[1])
