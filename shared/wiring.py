@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from shared.agents.registry import AgentRegistry
 from shared.config import Settings
@@ -16,10 +16,12 @@ from shared.jobs.base import JobStore, Workflows
 from shared.logic.service import CompletionHook, Services
 from shared.pipelines.registry import PipelineRegistry
 from shared.providers.base import Provider
-from shared.ratelimit import RateLimitStore
 from shared.runtime.observer import RunObserver
 from shared.tenancy.base import ControlStore
-from shared.usage.factory import build_usage_recorder
+
+if TYPE_CHECKING:
+    from shared.ratelimit import RateLimitStore
+    from shared.usage.recorder import UsageRecorder
 
 Backend = Literal["memory", "aws"]
 
@@ -83,7 +85,7 @@ def build_services(
         jobs=jobs,
         workflows=workflows,
         pipelines=pipelines,
-        usage=build_usage_recorder(settings, backend or settings.backend),
+        usage=_usage_recorder(settings, backend or settings.backend),
         rate_limits=rate_limits,
         make_provider=make_provider,
         secrets=secrets or {},
@@ -91,6 +93,12 @@ def build_services(
         owner=owner,
         observer=_observer(service_name),
     )
+
+
+def _usage_recorder(settings: Settings, backend: Backend) -> UsageRecorder:
+    from shared.usage.factory import build_usage_recorder
+
+    return build_usage_recorder(settings, backend)
 
 
 def _observer(service_name: str | None) -> RunObserver | None:

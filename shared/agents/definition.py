@@ -21,8 +21,10 @@ class Limits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_steps: int = Field(default=25, ge=1)
+    # A backstop: max_cost_usd usually binds first (10M input tokens cost $10 at $1/M). A
+    # long run re-sends its growing prompt each step, so its total grows with steps squared.
     max_input_tokens: int = Field(
-        default=2_000_000,
+        default=10_000_000,
         ge=1,
         description="total over the run, prompt-cache reads and writes included",
     )

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.agents.registry import AgentRegistry
 from shared.config import Settings
@@ -31,7 +31,6 @@ from shared.errors import (
     RuntimeStateError,
     UsageStoreError,
 )
-from shared.gateway.factory import build_gateway
 from shared.ids import new_run_id
 from shared.jobs.base import JobStore, Workflows
 from shared.journal.base import Journal
@@ -49,14 +48,15 @@ from shared.models.events import Event
 from shared.models.run import Run, RunPage, RunStatus, Shape
 from shared.pipelines.registry import PipelineRegistry
 from shared.providers.base import Provider
-from shared.providers.pricing import PriceTable
 from shared.queue.base import RunMessage, RunQueue
-from shared.ratelimit import RateLimitStore
 from shared.runtime import AgentRuntime, RuntimeOptions
 from shared.runtime.observer import RunObserver
 from shared.runtime.state import replay
 from shared.tenancy.base import ControlStore, IdempotencyRecord
-from shared.usage.recorder import UsageRecorder
+
+if TYPE_CHECKING:  # built on first use: the async submit path never needs them
+    from shared.ratelimit import RateLimitStore
+    from shared.usage.recorder import UsageRecorder
 
 logger = logging.getLogger("switchyard.service")
 
@@ -89,6 +89,9 @@ class Services:
 
     def runtime(self) -> AgentRuntime:
         if self._runtime is None:
+            from shared.gateway.factory import build_gateway
+            from shared.providers.pricing import PriceTable
+
             provider = self.make_provider()
             settings = self.settings
             budgets = settings.daily_budget_usd if settings.tenant_daily_budget_usd else None

@@ -58,35 +58,49 @@ def tool_call_signature(use: dict[str, Any]) -> str:
     return f"{use.get('name', '')}\n{json.dumps(use.get('input') or {}, sort_keys=True)}"
 
 
-def repeated_tool_call(
-    earlier: list[dict[str, Any]], pending: list[dict[str, Any]], limits: Limits
-) -> RunError | None:
-    """A pending call made ``max_repeated_tool_calls`` times in this run, this one included.
+class RepeatedCalls:
+    """Loop detection: this run's tool calls counted by signature, each message once, so a
+    check costs the messages added since the last one, not the whole run."""
 
-    ``earlier`` are the run's own messages before the response that asked for ``pending``.
-    """
-    seen = Counter(
-        tool_call_signature(block)
-        for message in earlier
-        if message.get("role") == "assistant" and isinstance(message.get("content"), list)
-        for block in message["content"]
-        if block.get("type") == "tool_use"
-    )
-    for use in pending:
-        seen[tool_call_signature(use)] += 1
-        repeats = seen[tool_call_signature(use)]
-        if repeats >= limits.max_repeated_tool_calls:
-            return RunError(
-                code="loop_detected",
-                message=(
-                    f"the model asked for {use.get('name')} with the same input {repeats} "
-                    f"times (max_repeated_tool_calls={limits.max_repeated_tool_calls})"
-                ),
-                details={
-                    "limit": "max_repeated_tool_calls",
-                    "value": limits.max_repeated_tool_calls,
-                    "tool": use.get("name"),
-                    "repeats": repeats,
-                },
-            )
-    return None
+    def __init__(self, first: int = 0) -> None:
+        self._seen: Counter[str] = Counter()
+        self._counted = first  # messages[first:_counted] are counted
+
+    def check(
+        self,
+        messages: list[dict[str, Any]],
+        end: int,
+        pending: list[dict[str, Any]],
+        limits: Limits,
+    ) -> RunError | None:
+        """A pending call made ``max_repeated_tool_calls`` times in this run, this one included.
+
+        ``messages[:end]`` are the run's messages before the response that asked for
+        ``pending`` (from the index given at construction: earlier runs of a thread do not
+        count).
+        """
+        for message in messages[self._counted : end]:
+            if message.get("role") == "assistant" and isinstance(message.get("content"), list):
+                uses = [b for b in message["content"] if b.get("type") == "tool_use"]
+                self._seen.update(tool_call_signature(use) for use in uses)
+        self._counted = max(self._counted, end)
+        asked: Counter[str] = Counter()
+        for use in pending:
+            signature = tool_call_signature(use)
+            asked[signature] += 1
+            repeats = self._seen[signature] + asked[signature]
+            if repeats >= limits.max_repeated_tool_calls:
+                return RunError(
+                    code="loop_detected",
+                    message=(
+                        f"the model asked for {use.get('name')} with the same input {repeats} "
+                        f"times (max_repeated_tool_calls={limits.max_repeated_tool_calls})"
+                    ),
+                    details={
+                        "limit": "max_repeated_tool_calls",
+                        "value": limits.max_repeated_tool_calls,
+                        "tool": use.get("name"),
+                        "repeats": repeats,
+                    },
+                )
+        return None

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.agents.definition import Agent, Limits
 from shared.agents.registry import AgentRegistry
@@ -31,7 +31,6 @@ from shared.errors import (
     ProviderError,
     SwitchyardError,
 )
-from shared.gateway import GatewayCall, ModelGateway, ThrottledTooLong
 from shared.journal.base import Journal, RunPatch
 from shared.models.events import EventType
 from shared.models.journal import JournalRecord, RecordKind, ToolResult
@@ -41,14 +40,17 @@ from shared.providers.base import Provider
 from shared.providers.pricing import PriceTable, price_usage
 from shared.runtime.events import EventBuilder, preview
 from shared.runtime.limits import (
+    RepeatedCalls,
     daily_budget_exceeded,
     exceeded,
-    repeated_tool_call,
     timeout_error,
 )
 from shared.runtime.observer import NullObserver, NullUsage, RunObserver, UsageSink
 from shared.runtime.redact import Redactor
 from shared.runtime.state import RunState, render_input, replay, result_block
+
+if TYPE_CHECKING:  # imported when first used: the API's async submit path never calls a model
+    from shared.gateway import GatewayCall, ModelGateway
 
 logger = logging.getLogger("switchyard.runtime")
 
@@ -93,7 +95,11 @@ class AgentRuntime:
         daily_budget: DailyBudget | None = None,
     ) -> None:
         self.journal = journal
-        self.gateway = gateway or ModelGateway(provider)
+        if gateway is None:
+            from shared.gateway import ModelGateway
+
+            gateway = ModelGateway(provider)
+        self.gateway = gateway
         self.usage: UsageSink = usage or NullUsage()
         self.daily_budget = daily_budget
         self.registry = registry
@@ -203,7 +209,7 @@ class _Execution:
         self.redactor = Redactor(rt.secrets.values())
         self.tool_specs = [t.spec() for t in agent.tools]
         self.last_model_ms = 0.0
-        self.history_len = 0
+        self.repeats = RepeatedCalls()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -247,8 +253,8 @@ class _Execution:
     async def _load(self) -> None:
         self.state = replay(await self.journal.records(self.run.run_id))
         earlier = await self.rt.history(self.run) if self.rt.history is not None else []
-        self.history_len = len(earlier)
         self.messages = earlier + self.state.messages(self.run.input)
+        self.repeats = RepeatedCalls(first=len(earlier))
 
     async def _announce_start(self) -> None:
         """Journal the ``running`` event.
@@ -347,8 +353,8 @@ class _Execution:
                 return stop
             pending = self.state.pending_tool_uses()
             if pending:
-                looping = repeated_tool_call(
-                    self.messages[self.history_len : -1], pending, self.limits
+                looping = self.repeats.check(
+                    self.messages, len(self.messages) - 1, pending, self.limits
                 )
                 if looping is not None:
                     return await self._finish(RunStatus.FAILED, error=looping)
@@ -412,6 +418,8 @@ class _Execution:
         return daily_budget_exceeded(self.run.tenant, spent_usd=spent, budget_usd=budget)
 
     async def _call_model(self) -> GatewayCall:
+        from shared.gateway import ThrottledTooLong
+
         remaining_tokens = self.limits.max_output_tokens - self.state.usage.output_tokens
         request = ModelRequest(
             model=self.agent.model,
