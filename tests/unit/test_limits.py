@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from shared.logic.runs import Budget
 from shared.models.events import EventType
 from shared.models.journal import RecordKind
 from shared.models.run import Run, RunStatus, Usage
+from shared.runtime.limits import RepeatedCalls
 from shared.runtime.state import replay
 from tests.support.runtime_kit import Harness, Toolbox, assert_journal_consistent, kinds
 from tests.support.scripted_provider import ScriptedProvider, plan
@@ -307,3 +309,32 @@ async def test_a_tenant_already_over_budget_makes_no_call_and_others_are_unaffec
     assert provider.calls == 0
     budgets.clear()  # no budget for the tenant: it runs
     assert (await runtime.execute(await h.submit())).status is RunStatus.SUCCEEDED
+
+
+def _asks(*inputs: str) -> dict[str, Any]:
+    uses = [
+        {"type": "tool_use", "id": f"t{i}", "name": "lookup", "input": {"query": q}}
+        for i, q in enumerate(inputs)
+    ]
+    return {"role": "assistant", "content": uses}
+
+
+def test_repeats_count_the_runs_own_calls_once_each() -> None:
+    limits = Limits(max_repeated_tool_calls=3)
+    same = {"type": "tool_use", "id": "tx", "name": "lookup", "input": {"query": "a"}}
+    # One earlier turn of the thread asked for the same call: it does not count.
+    messages = [_asks("a"), {"role": "user", "content": "again"}, _asks("a"), _asks("a")]
+    repeats = RepeatedCalls(first=2)
+    assert repeats.check(messages, 3, [same], limits) is None  # 2 in this run
+    # Checking again at the same point counts nothing twice.
+    assert repeats.check(messages, 3, [same], limits) is None
+    error = repeats.check(messages, 4, [same], limits)  # 3 in this run
+    assert error is not None
+    assert error.details == {
+        "limit": "max_repeated_tool_calls",
+        "value": 3,
+        "tool": "lookup",
+        "repeats": 3,
+    }
+    # Two identical calls in one response count as two.
+    assert RepeatedCalls().check([], 0, [same, same, same], limits) is not None
