@@ -71,6 +71,8 @@ def loop_agent(steps: int, *, name: str = "loop") -> Agent:
         tools=(work, record_effect),
         limits=Limits(
             max_steps=steps + 1,
+            # Long runs re-send a growing prompt: 200 steps of 2 KB are ~10M input tokens.
+            max_input_tokens=1_000_000_000,
             max_output_tokens=10_000_000,
             max_cost_usd=1_000.0,
             timeout_s=3600,
