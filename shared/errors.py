@@ -6,7 +6,10 @@ boundary where they are caught, so callers only ever handle ``SwitchyardError``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.models.messages import RateLimitInfo
 
 
 class SwitchyardError(Exception):
@@ -52,12 +55,15 @@ class ProviderError(SwitchyardError):
         status: int | None = None,
         retryable: bool = False,
         retry_after_s: float | None = None,
+        rate_limits: RateLimitInfo | None = None,
     ) -> None:
         super().__init__(message, details={"status": status} if status is not None else None)
         self.status = status
         self.retryable = retryable
         # What the provider asked for (``retry-after`` / ``retry-after-ms``), when it said.
         self.retry_after_s = retry_after_s
+        # Its rate-limit headers on the error (a 429 says which bucket is empty).
+        self.rate_limits = rate_limits
 
 
 class ProviderRateLimitedError(ProviderError):

@@ -241,6 +241,7 @@ class ModelGateway:
                 until = self._clock() + wait
                 self._busy_until[bucket] = max(self._busy_until.get(bucket, 0.0), until)
                 await self._best_effort(self._block, bucket, until)
+                await self._sync_to_refusal(bucket, exc)
                 await self._wait(model, wait, "429", trip, max_wait_s)
                 continue
             except ProviderOverloadedError:
@@ -262,6 +263,18 @@ class ModelGateway:
                 raise
             await self._reconcile(bucket, reserved, response)
             return response
+
+    async def _sync_to_refusal(self, bucket: str, exc: ProviderRateLimitedError) -> None:
+        """A 429 proves the provider's bucket is emptier than ours (it started refilling
+        later, or another client shares the key): take ours down to what its headers say, or
+        every call after the retry-after would be refused again."""
+        limits = self._limits_of(bucket)
+        if limits is None:
+            return
+        full = Remaining(limits.requests, limits.input_tokens, limits.output_tokens)
+        said = reported_remaining(exc.rate_limits, full)
+        if said is not None:
+            await self._best_effort(self._observe, bucket, said, limits)
 
     async def _block(self, bucket: str, until: float) -> None:
         if self.store is not None:

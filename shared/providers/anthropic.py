@@ -246,6 +246,7 @@ def _wrap(exc: anthropic.AnthropicError, model: str, secrets: list[str]) -> Prov
     """Translate an SDK failure that survived the SDK's retries."""
     if isinstance(exc, anthropic.APIStatusError):
         wait = retry_after_s(exc.response.headers)
+        limits = rate_limits(exc.response.headers)
         kind = exc.type or _error_type(exc.body) or "error"
         detail = exc.api_message or _error_message(exc.body) or kind
         where = f"request {exc.request_id}" if exc.request_id else "no request id"
@@ -256,7 +257,7 @@ def _wrap(exc: anthropic.AnthropicError, model: str, secrets: list[str]) -> Prov
         message = _scrub(f"{model}: Anthropic API {failed} {kind} ({where}): {detail}", secrets)
         if status == 429 or kind == "rate_limit_error":
             return ProviderRateLimitedError(
-                message, status=status, retryable=True, retry_after_s=wait
+                message, status=status, retryable=True, retry_after_s=wait, rate_limits=limits
             )
         if status == 529 or kind == "overloaded_error":
             return ProviderOverloadedError(

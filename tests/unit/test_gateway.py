@@ -484,3 +484,19 @@ async def test_models_under_one_configured_prefix_share_its_bucket() -> None:
     await gw.call(REQUEST, ["claude-x-latest"])
     assert (await gw.call(REQUEST, ["claude-x-20260101"])).throttled_s == pytest.approx(30.0)
     assert gw.bucket("other-model") == "key:other-model"
+
+
+async def test_a_429_takes_the_shared_bucket_down_to_what_the_provider_says() -> None:
+    # The provider's bucket started refilling later than ours (or another client shares the
+    # key): ours thinks 9 of 10 requests are left, the 429's headers say 0.
+    time, store = FakeTime(), MemoryRateLimitStore()
+    ten = {"default": RateLimitSetting(requests=10, input_tokens=10**6, output_tokens=10**6)}
+    provider = answering()
+    refused = limited(text_response("x"), 10, 0).rate_limits
+    provider.fail_at(1, ProviderRateLimitedError("429", status=429, rate_limits=refused))
+    gw = gateway(provider, time, store, limits=ten)
+    call = await gw.call(REQUEST, ["primary"])
+    assert call.rate_limited == 1
+    other = gateway(answering(), time, store, limits=ten)
+    # Without the correction the other process would send at once, into another 429.
+    assert (await other.call(REQUEST, ["primary"])).throttled_s > 0
