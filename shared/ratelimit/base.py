@@ -42,9 +42,6 @@ class Amounts:
     def __neg__(self) -> Amounts:
         return Amounts(-self.requests, -self.input_tokens, -self.output_tokens)
 
-    def __mul__(self, times: int) -> Amounts:
-        return Amounts(self.requests * times, self.input_tokens * times, self.output_tokens * times)
-
     def covers(self, other: Amounts) -> bool:
         return (
             self.requests >= other.requests

@@ -19,7 +19,6 @@ shows it would not fit; otherwise the failed condition (one write unit) tells it
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, ParamSpec, TypeVar
@@ -60,10 +59,8 @@ class DynamoRateLimitStore:
         *,
         executor: Executor | None = None,
         max_workers: int = DEFAULT_MAX_WORKERS,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.table = table
-        self._clock = clock
         self._io = BlockingCalls(executor, max_workers=max_workers, thread_name_prefix="rates")
         # The item as this process last saw it, per bucket: which write form to try first.
         self._seen: dict[str, BucketState] = {}

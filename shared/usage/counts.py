@@ -84,9 +84,6 @@ class Counts:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
-    def copy(self) -> Counts:
-        return Counts(**self.as_dict())
-
     def as_dict(self) -> dict[str, int]:
         """By ``COUNT_NAMES``."""
         return {name: getattr(self, name) for name in COUNT_NAMES}
